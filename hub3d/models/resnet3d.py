@@ -101,22 +101,16 @@ class ResNet3d(VideoModel):
         shortcut_type: str = "B",
         widen_factor: float = 1.0,
         num_classes: int = 400,
+        stem_planes: int | None = None,
     ):
         super().__init__()
         if shortcut_type not in ("A", "B"):
             raise ValueError(f"shortcut_type must be 'A' or 'B', not {shortcut_type!r}")
         block_inplanes = [int(x * widen_factor) for x in block_inplanes]
-        self.in_planes = block_inplanes[0]
+        # stem_planes: the 2018 wide ResNet and ResNeXt keep a 64-channel conv1 under wider stages.
+        self.in_planes = stem_planes or block_inplanes[0]
         self.no_max_pool = no_max_pool
-        self.conv1 = nn.Conv3d(
-            n_input_channels,
-            self.in_planes,
-            kernel_size=(conv1_t_size, 7, 7),
-            stride=(conv1_t_stride, 2, 2),
-            padding=(conv1_t_size // 2, 3, 3),
-            bias=False,
-        )
-        self.bn1 = nn.BatchNorm3d(self.in_planes)
+        self._make_stem(n_input_channels, conv1_t_size, conv1_t_stride)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool3d(kernel_size=3, stride=2, padding=1)
         self.layer1 = self._make_layer(block, block_inplanes[0], layers[0], shortcut_type)
@@ -126,6 +120,21 @@ class ResNet3d(VideoModel):
         self.num_features = self.in_planes
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         init_weights(self)
+
+    def _make_stem(self, n_input_channels, conv1_t_size, conv1_t_stride):
+        """conv1 + bn1 (families with another stem, e.g. R(2+1)D, override this and forward_stem)."""
+        self.conv1 = nn.Conv3d(
+            n_input_channels,
+            self.in_planes,
+            kernel_size=(conv1_t_size, 7, 7),
+            stride=(conv1_t_stride, 2, 2),
+            padding=(conv1_t_size // 2, 3, 3),
+            bias=False,
+        )
+        self.bn1 = nn.BatchNorm3d(self.in_planes)
+
+    def forward_stem(self, x):
+        return self.relu(self.bn1(self.conv1(x)))
 
     def _make_layer(self, block, planes, blocks, shortcut_type, stride=1):
         out_planes = planes * block.expansion
@@ -141,7 +150,7 @@ class ResNet3d(VideoModel):
         return nn.Sequential(*layers)
 
     def forward_features(self, x):
-        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.forward_stem(x)
         if not self.no_max_pool:
             x = self.maxpool(x)
         x = self.layer1(x)
