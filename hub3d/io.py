@@ -1,0 +1,191 @@
+"""Output files written atomically, and input paths expanded into video lists.
+
+Every writer goes through :func:`atomic_write`: the data lands in a hidden temp file next to the target, is
+flushed to disk and then renamed over the target with ``os.replace`` (atomic on POSIX and Windows). A crash or
+Ctrl-C therefore leaves either the old file or the new one, never half of one, and the temp file is removed.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import glob
+import io
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+PathLike = Union[str, os.PathLike]
+
+# Extensions treated as videos when a directory is expanded (lower case, with the dot).
+VIDEO_EXTENSIONS = frozenset(
+    ".mp4 .m4v .mov .avi .mkv .webm .mpg .mpeg .mpe .flv .wmv .3gp .3g2 .ts .mts .m2ts .ogv .vob .gif".split()
+)
+TMP_MARKER = ".tmp"
+
+
+def temp_path_for(path: PathLike) -> Path:
+    """A unique hidden sibling of ``path`` (same directory, so the final rename never crosses filesystems)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}{TMP_MARKER}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+@contextlib.contextmanager
+def atomic_write(path: PathLike, mode: str = "wb", **open_kwargs) -> Iterator[Any]:
+    """Open a temp file for writing; on clean exit it replaces ``path``, on any error (or Ctrl-C) it is deleted."""
+    if "w" not in mode:
+        raise ValueError(f"atomic_write needs a write mode, not {mode!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(path)
+    try:
+        with open(tmp, mode, **open_kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_bytes(path: PathLike, data: bytes) -> Path:
+    with atomic_write(path, "wb") as f:
+        f.write(data)
+    return Path(path)
+
+
+def write_text(path: PathLike, text: str) -> Path:
+    with atomic_write(path, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    return Path(path)
+
+
+def _json_default(obj):
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (Path, os.PathLike)):
+        return os.fspath(obj)
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def write_json(path: PathLike, obj: Any, indent: Optional[int] = 2) -> Path:
+    """JSON with numpy arrays/scalars and paths converted; NaN/inf are refused (they are not JSON)."""
+    text = json.dumps(obj, indent=indent, default=_json_default, allow_nan=False, ensure_ascii=False)
+    return write_text(path, text + "\n")
+
+
+def write_csv(
+    path: PathLike, rows: Iterable[Mapping[str, Any]], fieldnames: Optional[Sequence[str]] = None
+) -> Path:
+    """CSV from dict rows; the columns are ``fieldnames`` or the keys of the first row."""
+    rows = list(rows)
+    if fieldnames is None:
+        fieldnames = list(rows[0]) if rows else []
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(fieldnames), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text(path, buf.getvalue())
+
+
+def write_npy(path: PathLike, array: Any) -> Path:
+    # np.save on a file object: given a name it would append ".npy" to the temp name.
+    with atomic_write(path, "wb") as f:
+        np.save(f, np.asarray(array), allow_pickle=False)
+    return Path(path)
+
+
+def write_npz(path: PathLike, compressed: bool = False, **arrays: Any) -> Path:
+    save = np.savez_compressed if compressed else np.savez
+    with atomic_write(path, "wb") as f:
+        save(f, **{k: np.asarray(v) for k, v in arrays.items()})
+    return Path(path)
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+def is_video_file(path: PathLike) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def _read_list_file(path: Path) -> list[str]:
+    """Paths listed one per line (blank lines and '#' comments skipped), relative ones to the list's folder."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise FileNotFoundError(f"{path}: cannot read the list of videos ({e.strerror or e})") from None
+    out = []
+    for line in lines:
+        line = line.strip()
+        if line and not line.startswith("#"):
+            p = Path(os.path.expanduser(line))
+            out.append(str(p if p.is_absolute() else path.parent / p))
+    return out
+
+
+def expand_video_paths(inputs: Iterable[PathLike], extensions=VIDEO_EXTENSIONS) -> list[str]:
+    """Turn files, directories (searched recursively for video extensions), globs and list files into paths.
+
+    A list file is given as ``@list.txt`` or any ``.txt`` file: one path per line. Order is kept (directories
+    and globs sorted), duplicates dropped. A path that does not exist is kept as it is, so that the caller
+    reports it with the other unreadable videos instead of silently skipping it; a glob or a directory that
+    matches nothing raises ``FileNotFoundError``.
+    """
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def add(p: str) -> None:
+        if p not in seen:
+            seen.add(p)
+            out.append(p)
+
+    for item in inputs:
+        item = os.fspath(item)
+        if item.startswith("@") or (item.lower().endswith(".txt") and os.path.isfile(item)):
+            for p in _read_list_file(Path(item[1:] if item.startswith("@") else item)):
+                add(p)
+        elif os.path.isdir(item):
+            found = sorted(
+                str(p) for p in Path(item).rglob("*") if p.suffix.lower() in extensions and p.is_file()
+            )
+            if not found:
+                raise FileNotFoundError(f"{item}: no video files in this directory (looked for {_ext_hint()})")
+            for p in found:
+                add(p)
+        elif glob.has_magic(item) and not os.path.exists(item):
+            found = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+            if not found:
+                raise FileNotFoundError(f"{item}: the pattern matches no file")
+            for p in found:
+                add(p)
+        else:
+            add(item)
+    return out
+
+
+def _ext_hint() -> str:
+    return ", ".join(sorted(VIDEO_EXTENSIONS)[:8]) + ", ..."
+
+
+def output_names(videos: Sequence[PathLike], suffix: str) -> list[str]:
+    """Unique relative output file names for videos: their path below the videos' common folder, suffix swapped.
+
+    ``a/x.mp4, a/b/x.mp4 -> x.npy, b/x.npy``; two videos that differ only in extension keep it (``x.mp4.npy``).
+    """
+    paths = [Path(os.path.abspath(v)) for v in videos]
+    if not paths:
+        return []
+    root = Path(os.path.commonpath([str(p.parent) for p in paths]))
+    rel = [p.relative_to(root) for p in paths]
+    names = [str(r.with_suffix(suffix)) for r in rel]
+    counts: dict[str, int] = {}
+    for n in names:
+        counts[n] = counts.get(n, 0) + 1
+    return [str(r) + suffix if counts[n] > 1 else n for r, n in zip(rel, names)]
