@@ -1,0 +1,254 @@
+"""Checkpoints: read every layout the original projects released, load strictly, write hub3d's own format.
+
+Layouts read (detected from the file, never from its name):
+- hub3d: a directory (or .safetensors file) with model.safetensors + config.json.
+- Hara 2017/2018: {'epoch', 'arch', 'state_dict' with 'module.' keys, 'optimizer'}, legacy (non-zip)
+  serialisation, tensors saved on CUDA, no BatchNorm num_batches_tracked.
+- Hara 2020: {'epoch', 'arch', 'state_dict', 'optimizer', 'scheduler'}.
+- torchvision: a bare state dict.
+Pickled files are read with ``torch.load(weights_only=True)``: a file that would run code is refused.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_VERSION = 1
+
+PathLike = Union[str, os.PathLike]
+
+# Prefix of the original code's 'arch' string ('resnet-34', 'resnext-101', ...) -> hub3d model prefix.
+ARCH_PREFIXES = {
+    "resnet": "resnet3d",
+    "preresnet": "preact_resnet3d",
+    "wideresnet": "wide_resnet3d",
+    "resnext": "resnext3d",
+    "densenet": "densenet3d",
+    "resnet2p1d": "resnet2p1d",
+}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the model; the message names file and problem."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A pickled checkpoint that holds more than tensors and plain data: loading it would run code."""
+
+
+@dataclass
+class Checkpoint:
+    state_dict: dict
+    layout: str  # "hub3d" | "hara2018" | "hara2020" | "state_dict"
+    path: Path
+    arch: Optional[str] = None  # the original 'arch' string, or the hub3d model name
+    config: dict = field(default_factory=dict)  # hub3d config.json (hub3d layout only)
+
+    @property
+    def model_name(self) -> Optional[str]:
+        """The hub3d model this checkpoint says it holds, if it says."""
+        if self.layout == "hub3d":
+            return self.config.get("architecture")
+        if not self.arch:
+            return None
+        prefix, _, depth = self.arch.rpartition("-")
+        return f"{ARCH_PREFIXES[prefix]}_{depth}" if prefix in ARCH_PREFIXES and depth.isdigit() else None
+
+
+def read_checkpoint(path: PathLike) -> Checkpoint:
+    """Read any supported checkpoint into a CPU state dict without 'module.' prefixes."""
+    path = Path(path)
+    if path.is_dir():
+        return _read_hub3d_dir(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty")
+    if path.suffix == ".safetensors":
+        config_path = path.with_name(CONFIG_NAME)
+        if config_path.exists():
+            return _read_hub3d_dir(path.parent, weights=path)
+        return Checkpoint(_load_safetensors(path), "state_dict", path)
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UnsafeCheckpointError(
+            f"{path}: refused to load: the file holds Python objects beyond tensors and plain data, so "
+            f"unpickling it could run code. Only load it if you trust its source, then re-save its state_dict. "
+            f"({str(e).splitlines()[0]})"
+        ) from None
+    except Exception as e:  # truncated or not a torch file at all
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        state_dict = obj["state_dict"]
+        layout = "hara2020" if "scheduler" in obj else "hara2018"
+        arch = obj.get("arch") if isinstance(obj.get("arch"), str) else None
+    elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        state_dict, layout, arch = obj, "state_dict", None
+    else:
+        raise CheckpointError(
+            f"{path}: not a model checkpoint: expected a state dict or a dict with a 'state_dict' entry, "
+            f"got {type(obj).__name__}" + (f" with keys {sorted(obj)[:8]}" if isinstance(obj, dict) else "")
+        )
+    return Checkpoint(strip_prefix(state_dict, "module."), layout, path, arch=arch)
+
+
+def strip_prefix(state_dict: dict, prefix: str) -> dict:
+    """Drop nn.DataParallel's 'module.' prefix when every key carries it."""
+    if state_dict and all(k.startswith(prefix) for k in state_dict):
+        return {k[len(prefix):]: v for k, v in state_dict.items()}
+    return dict(state_dict)
+
+
+def _load_safetensors(path: Path) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def _read_hub3d_dir(directory: Path, weights: Optional[Path] = None) -> Checkpoint:
+    config_path = directory / CONFIG_NAME
+    weights = weights or directory / WEIGHTS_NAME
+    for needed in (config_path, weights):
+        if not needed.exists():
+            raise CheckpointError(f"{directory}: not a hub3d model directory: {needed.name} is missing")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{config_path}: invalid JSON ({e})") from None
+    for key in ("architecture", "arch_kwargs", "pretrained_cfg"):
+        if key not in config:
+            raise CheckpointError(f"{config_path}: missing required field {key!r}")
+    return Checkpoint(_load_safetensors(weights), "hub3d", directory, arch=config["architecture"], config=config)
+
+
+def infer_arch_kwargs(state_dict: dict) -> dict:
+    """Architecture arguments a state dict determines by itself (classes, shortcut, stem, cardinality)."""
+    kwargs = {}
+    for key in ("fc.weight", "classifier.weight"):
+        if key in state_dict:
+            kwargs["num_classes"] = state_dict[key].shape[0]
+    stem = state_dict.get("conv1.weight")
+    if stem is None:
+        stem = state_dict.get("conv1_t.weight")  # R(2+1)D: temporal half of the stem
+        if stem is not None:
+            kwargs["n_input_channels"] = state_dict["conv1_s.weight"].shape[1]
+    else:
+        kwargs["n_input_channels"] = stem.shape[1]
+    if stem is not None:  # Hara's ResNet family: these are arguments of its trunk
+        kwargs["conv1_t_size"] = stem.shape[2]
+        kwargs["shortcut_type"] = "B" if any(".downsample." in k for k in state_dict) else "A"
+        grouped = state_dict.get("layer1.0.conv2.weight")
+        if grouped is not None and grouped.dim() == 5 and grouped.shape[0] != grouped.shape[1] and (
+            "layer1.0.conv3.weight" in state_dict
+        ):
+            groups = grouped.shape[0] // grouped.shape[1]
+            if groups > 1:
+                kwargs["cardinality"] = groups
+    return kwargs
+
+
+def load_state_dict_strict(model: nn.Module, state_dict: dict, where: str) -> None:
+    """Load every tensor exactly; on any mismatch raise one error listing the offending keys and shapes.
+
+    ``where`` names the model and its weights (e.g. "resnet3d_34 (tag kinetics400, file x.pth)"). Missing
+    BatchNorm ``num_batches_tracked`` buffers (the 2017 checkpoints predate them) are the only keys filled in.
+    """
+    remap = getattr(model, "remap_state_dict", None)
+    if remap is not None:
+        state_dict = remap(state_dict)
+    expected = model.state_dict()
+    state_dict = dict(state_dict)
+    for key, value in expected.items():
+        if key.endswith("num_batches_tracked") and key not in state_dict:
+            state_dict[key] = torch.zeros_like(value)
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    shapes = [
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
+            if items:
+                shown = ", ".join(items[:8]) + (f", ... ({len(items)} in all)" if len(items) > 8 else "")
+                parts.append(f"{title}: {shown}")
+        hint = ""
+        if any("downsample" in k for k in missing + unexpected):
+            hint = " (a shortcut A/B mismatch: pass shortcut_type='A' or 'B')"
+        raise CheckpointError(f"weights do not fit {where}{hint}: " + "; ".join(parts))
+    model.load_state_dict(state_dict, strict=True)
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temp file in the same directory, then rename: readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def model_config(model: nn.Module) -> dict:
+    """The config.json of a model: everything needed to rebuild it exactly, plus its labels and preprocessing."""
+    from . import __version__
+
+    return {
+        "format": "hub3d",
+        "format_version": FORMAT_VERSION,
+        "hub3d_version": __version__,
+        "architecture": model.arch_name,
+        "arch_kwargs": dict(model.arch_kwargs),
+        "num_classes": model.num_classes,
+        "num_features": model.num_features,
+        "labels": list(model.labels),
+        "pretrained_cfg": model.pretrained_cfg.to_dict(),
+    }
+
+
+def save_pretrained(model: nn.Module, save_directory: PathLike, config_extra: Optional[dict] = None) -> Path:
+    """Write model.safetensors + config.json (atomically) into a directory that hub3d.load reads back."""
+    from safetensors.torch import save_file
+
+    directory = Path(save_directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    config = {**model_config(model), **(config_extra or {})}
+    _atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    text = json.dumps(config, indent=2, sort_keys=False) + "\n"
+    _atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return directory
+
+
+def convert(
+    file: PathLike, out_dir: PathLike, model_name: Optional[str] = None, tag: Optional[str] = None
+) -> Path:
+    """Convert an original checkpoint into hub3d's format (model.safetensors + config.json) in out_dir."""
+    from .loader import load
+
+    if model_name is None:
+        model = load(str(file))
+    else:
+        model = load(model_name, pretrained=str(file), tag=tag)
+    return save_pretrained(model, out_dir, config_extra={"converted_from": Path(file).name})
