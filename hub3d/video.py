@@ -1,43 +1,395 @@
-"""Video files <-> frames, with PyAV (FFmpeg in-process: no temp files, no ffmpeg binary)."""
+"""Video files <-> frames, with PyAV (FFmpeg in-process: no temp files, no ffmpeg binary).
+
+Reading is streaming: `iter_frames` decodes one frame at a time, so memory is bounded whatever the video
+length. A *source* is a video file FFmpeg can decode or a directory of JPEG/PNG frames (sorted naturally).
+
+Time conventions: a frame's `time` is its presentation time in seconds from the start of the video stream
+(pts - stream start); `index` counts the frames `iter_frames` yields, from 0 (after start/end and fps
+resampling), which is what clip frame ranges refer to.
+"""
 from __future__ import annotations
 
+import math
 import os
+import re
+import warnings
+from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
-from typing import Union
+from typing import Iterator, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
+PathLike = Union[str, os.PathLike]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+DEFAULT_FOLDER_FPS = 25.0
+_SWS_INTERPOLATION = "BILINEAR"  # swscale's bilinear widens its kernel when shrinking (antialiased, like PIL)
+_EPS = 1e-6  # seconds: slack for float timestamps compared with start/end and the resampling grid
+
+
+class VideoError(Exception):
+    """A video that cannot be read; the message names the file and the reason."""
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class Frame(NamedTuple):
+    image: np.ndarray  # (H, W, 3) uint8 RGB, display orientation (rotation metadata applied)
+    index: int  # 0-based index among the frames yielded
+    time: float  # seconds from the start of the video
+
+
+@dataclass
+class VideoInfo:
+    path: str
+    width: int  # display size: after rotation
+    height: int
+    fps: float
+    num_frames: Optional[int]  # best estimate (header count, else duration * fps); None when unknown
+    duration: Optional[float]  # seconds, None when unknown
+    rotation: int = 0  # degrees counter-clockwise applied to decoded frames for display
+    codec: Optional[str] = None
+    pix_fmt: Optional[str] = None
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def _natural_key(name: str):
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def _frame_files(folder: Path) -> list[Path]:
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    if not files:
+        raise VideoError(folder, f"directory holds no frame images ({', '.join(IMAGE_EXTENSIONS)})")
+    return sorted(files, key=lambda p: _natural_key(p.name))
+
+
+def _check_path(source: PathLike) -> Path:
+    path = Path(source)
+    if not path.exists():
+        raise VideoError(path, "no such file or directory")
+    if path.is_file() and path.stat().st_size == 0:
+        raise VideoError(path, "file is empty (0 bytes)")
+    return path
+
+
+def _open(path: Path):
+    import av
+
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.error.FFmpegError as e:
+        raise VideoError(path, f"not a readable video ({e.__class__.__name__}: {_ffmpeg_reason(e)})") from e
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        container.close()
+        raise VideoError(path, f"no video stream (streams found: {', '.join(kinds)})")
+    return container
+
+
+def _ffmpeg_reason(e: Exception) -> str:
+    return getattr(e, "strerror", None) or str(e)
+
+
+def _rotate(image: np.ndarray, rotation: int) -> np.ndarray:
+    k = int(round(rotation / 90.0)) % 4
+    return np.ascontiguousarray(np.rot90(image, k)) if k else image
+
+
+def _stream_fps(stream) -> Optional[float]:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate and rate > 0:
+            return float(rate)
+    return None
+
+
+def short_side_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """(h, w) with the short side = size and the long side int(size * long / short) (torchvision, Hara)."""
+    if height <= width:
+        return size, int(size * width / height)
+    return int(size * height / width), size
+
+
+# ----------------------------------------------------------------------------------------------- probe
+
+
+def probe(source: PathLike, *, source_fps: Optional[float] = None) -> VideoInfo:
+    """Read a video's header (and decode its first frame, for rotation and the real pixel format)."""
+    path = _check_path(source)
+    if path.is_dir():
+        files = _frame_files(path)
+        from PIL import Image
+
+        try:
+            with Image.open(files[0]) as im:
+                width, height = im.size
+                mode = im.mode
+        except OSError as e:
+            raise VideoError(files[0], f"not a readable image ({e})") from e
+        fps = float(source_fps or DEFAULT_FOLDER_FPS)
+        return VideoInfo(str(path), width, height, fps, len(files), len(files) / fps, 0,
+                         files[0].suffix.lower().lstrip("."), mode)
+
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        fps = _stream_fps(stream) or DEFAULT_FOLDER_FPS
+        duration = None
+        if stream.duration and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration:
+            duration = container.duration / 1_000_000  # AV_TIME_BASE
+        num_frames = stream.frames or (int(round(duration * fps)) if duration else None)
+        width, height, pix_fmt, rotation = ctx.width, ctx.height, ctx.format.name if ctx.format else None, 0
+        try:  # the first frame carries the display matrix and the decoder's real output format
+            first = next(container.decode(stream))
+            width, height, pix_fmt = first.width, first.height, first.format.name
+            rotation = int(first.rotation or 0)
+        except (StopIteration, Exception):  # noqa: BLE001  (header facts are still worth returning)
+            pass
+        if int(round(rotation / 90.0)) % 2:
+            width, height = height, width
+        return VideoInfo(str(path), width, height, fps, num_frames, duration, rotation, ctx.name, pix_fmt)
+    finally:
+        container.close()
+
+
+# ---------------------------------------------------------------------------------------------- decode
+
+
+def _decode_file(path: Path, start: Optional[float], end: Optional[float], short_side: Optional[int]):
+    """Yield (time, image) in presentation order from a video file; stops early past `end`."""
+    import av
+
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame + slice threads: decoding is the bottleneck on big videos
+        tb = stream.time_base or Fraction(1, 90000)
+        origin = stream.start_time
+        fps = _stream_fps(stream) or DEFAULT_FOLDER_FPS
+        if start and start > 1.0:  # seek to the keyframe before start; frames before it are skipped below
+            offset = int(start / tb) + (origin or 0)
+            try:
+                container.seek(max(offset - int(1.0 / tb), 0), stream=stream, backward=True)
+            except av.error.FFmpegError:
+                container.seek(0, stream=stream)
+        n = 0
+        last_time = None
+        size = None
+        frames = container.decode(stream)
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as e:
+                if n == 0:
+                    raise VideoError(path, f"corrupt video, no frame could be decoded ({_ffmpeg_reason(e)})") from e
+                warnings.warn(f"{path}: decoding stopped after {n} frames ({_ffmpeg_reason(e)}); the file "
+                              "looks truncated or corrupt, using the frames read so far", stacklevel=3)
+                break
+            if frame.pts is not None:
+                if origin is None:
+                    origin = frame.pts
+                t = float((frame.pts - origin) * tb)
+            else:  # no timestamps (raw elementary streams): assume a constant rate
+                t = 0.0 if last_time is None else last_time + 1.0 / fps
+            if last_time is not None and t <= last_time - _EPS:
+                continue  # out-of-order/duplicate pts after a seek or in broken files: keep time monotonic
+            last_time = t
+            if end is not None and t >= end - _EPS:
+                break
+            rotation = int(frame.rotation or 0)
+            if short_side:
+                if size is None:  # (h, w) to scale to before rotating; the short side is the same either way
+                    h, w = short_side_size(frame.height, frame.width, short_side)
+                    size = (h, w)
+                image = frame.to_ndarray(format="rgb24", width=size[1], height=size[0],
+                                         interpolation=_SWS_INTERPOLATION)
+            else:
+                image = frame.to_ndarray(format="rgb24")
+            n += 1
+            yield t, _rotate(image, rotation)
+        if n == 0:
+            raise VideoError(path, "no frame could be decoded (empty or corrupt video stream)")
+    except av.error.FFmpegError as e:
+        raise VideoError(path, f"corrupt video ({_ffmpeg_reason(e)})") from e
+    finally:
+        container.close()
+
+
+def _decode_folder(path: Path, fps: float, start: Optional[float], end: Optional[float],
+                   short_side: Optional[int]):
+    from PIL import Image
+
+    shape = None
+    for i, file in enumerate(_frame_files(path)):
+        t = i / fps
+        if start is not None and t < start - _EPS:
+            continue
+        if end is not None and t >= end - _EPS:
+            break
+        try:
+            with Image.open(file) as im:
+                if short_side:
+                    im = im.convert("RGB")
+                    h, w = short_side_size(im.height, im.width, short_side)
+                    im = im.resize((w, h), Image.BILINEAR)
+                image = np.asarray(im.convert("RGB"))
+        except OSError as e:
+            raise VideoError(file, f"not a readable image ({e})") from e
+        if shape is None:
+            shape = image.shape
+        elif image.shape != shape:
+            raise VideoError(file, f"frame size {image.shape[1]}x{image.shape[0]} differs from the first "
+                                   f"frame's {shape[1]}x{shape[0]} in {path}")
+        yield t, image
+
+
+def _resample(frames, fps: float, first: Optional[float], end: Optional[float], last_duration: float):
+    """For each tick first + k / fps, the source frame nearest in time (ties: the later one, as FFmpeg's fps
+    filter rounds). Streaming: holds one frame. first: None starts the ticks at the first frame's time."""
+    k = 0
+    prev = None  # (time, image)
+    for t, image in frames:
+        if prev is None:
+            first = t if first is None else first
+        else:
+            mid = (prev[0] + t) / 2
+            while first + k / fps < mid - _EPS:
+                if end is not None and first + k / fps >= end - _EPS:
+                    return
+                yield first + k / fps, prev[1]
+                k += 1
+        prev = (t, image)
+    if prev is None:
+        return
+    stop = prev[0] + last_duration
+    if end is not None:
+        stop = min(stop, end)
+    while first + k / fps < stop - _EPS:
+        yield first + k / fps, prev[1]
+        k += 1
+
+
+def iter_frames(
+    source: PathLike,
+    *,
+    fps: Optional[float] = None,
+    start: Optional[float] = None,
+    end: Optional[float] = None,
+    short_side: Optional[int] = None,
+    source_fps: Optional[float] = None,
+) -> Iterator[Frame]:
+    """Decode a video (file or frame folder) sequentially, one RGB frame at a time.
+
+    fps: resample to this rate (nearest frame in time to each tick start + k / fps); None keeps every frame.
+    start, end: seconds; frames with start <= time < end.
+    short_side: resize each frame so its short side is this (FFmpeg's area-averaging scaler, fused with the
+        YUV->RGB conversion; within a few gray levels of PIL's bilinear, see benchmarks/bench_decode.py).
+    source_fps: frame rate of a frame folder (default 25); ignored for files (their timestamps rule).
+    Raises VideoError for missing, empty, non-video, audio-only and undecodable files; a truncated file
+    yields the frames before the damage (with a warning).
+    """
+    path = _check_path(source)
+    if fps is not None and fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    if start is not None and end is not None and end <= start:
+        raise ValueError(f"end ({end}) must be after start ({start})")
+    if path.is_dir():
+        src_fps = float(source_fps or DEFAULT_FOLDER_FPS)
+        decoded = _decode_folder(path, src_fps, start if fps is None else None, end, short_side)
+    else:
+        src_fps = None
+        decoded = _decode_file(path, start, end, short_side)
+    if fps is None:
+        for i, (t, image) in enumerate(_keep_after(decoded, start)):
+            yield Frame(image, i, t)
+        return
+    if src_fps is None:
+        src_fps = probe_fps(path)
+    for i, (t, image) in enumerate(_resample(decoded, fps, start, end, 1.0 / src_fps)):
+        yield Frame(image, i, t)
+
+
+def _keep_after(frames, start):
+    for t, image in frames:
+        if start is None or t >= start - _EPS:
+            yield t, image
+
+
+def probe_fps(path: Path) -> float:
+    container = _open(path)
+    try:
+        return _stream_fps(container.streams.video[0]) or DEFAULT_FOLDER_FPS
+    finally:
+        container.close()
+
+
+def read_frames(source: PathLike, **kwargs) -> np.ndarray:
+    """All frames at once, (T, H, W, 3) uint8: for short videos (training clips). Same arguments as iter_frames."""
+    images = [f.image for f in iter_frames(source, **kwargs)]
+    if not images:
+        raise VideoError(source, "no frame in the requested range")
+    return np.stack(images)
+
+
+# ----------------------------------------------------------------------------------------------- write
+
 
 def write_video(
-    path: Union[str, os.PathLike],
+    path: PathLike,
     frames: np.ndarray,
     fps: float = 25.0,
     codec: str = "libx264",
     pix_fmt: str = "yuv420p",
     options: dict | None = None,
+    *,
+    times: Optional[Sequence[float]] = None,
+    rotation: int = 0,
 ) -> Path:
     """Write (T, H, W, 3) uint8 RGB frames to a video file, atomically (temp file + rename).
 
     h264 with yuv420p needs even sizes: odd ones are padded by FFmpeg's encoder constraints, so use another
     pix_fmt (yuv444p) or codec (mpeg4 handles odd sizes) to keep them exact.
+    times: per-frame presentation times in seconds (variable frame rate); default i / fps.
+    rotation: display rotation (degrees counter-clockwise) stored as the stream's display matrix, as phones do.
     """
     import av
-    from fractions import Fraction
 
     path = Path(path)
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"{path}: frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+    if times is not None and len(times) != len(frames):
+        raise ValueError(f"{path}: {len(times)} times for {len(frames)} frames")
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
     try:
         with av.open(str(tmp), mode="w") as container:
-            stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+            rate = Fraction(fps).limit_denominator(1001)
+            stream = container.add_stream(codec, rate=rate)
             stream.width, stream.height = frames.shape[2], frames.shape[1]
             stream.pix_fmt = pix_fmt
+            if times is not None:
+                stream.time_base = Fraction(1, 1000)
+                stream.codec_context.time_base = Fraction(1, 1000)
             if options:
                 stream.options = options
-            for frame in frames:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            if rotation:
+                stream.set_display_rotation(rotation)
+            for i, frame in enumerate(frames):
+                vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+                if times is not None:
+                    vf.pts, vf.time_base = int(round(times[i] * 1000)), Fraction(1, 1000)
+                for packet in stream.encode(vf):
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)

@@ -1,0 +1,142 @@
+"""Eval preprocessing on uint8 frames, as the weights' PretrainedCfg says; numerically PIL's.
+
+Layout: frames are (T, H, W, 3) uint8 RGB (what the decoder gives; a single (H, W, 3) frame is accepted
+too), numpy arrays or torch tensors. resize / crop keep that layout and dtype; `normalize` turns them into
+the model's float32 (3, T, H, W).
+
+Resizing is bilinear with antialiasing on uint8 (torch's uint8 path, which rounds like PIL): within 1 gray
+level of PIL's Image.resize(BILINEAR) per pixel (tests/test_transforms.py checks it).
+"""
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .video import short_side_size
+
+Size = Union[int, Sequence[int]]
+
+
+def as_frames(frames) -> torch.Tensor:
+    """(T, H, W, 3) or (H, W, 3) uint8 array/tensor -> (T, H, W, 3) uint8 tensor (no copy when possible)."""
+    if isinstance(frames, np.ndarray):
+        # torch cannot wrap read-only arrays (np.asarray(PIL image)) safely: copy those.
+        frames = torch.from_numpy(np.ascontiguousarray(frames) if frames.flags.writeable else frames.copy())
+    if not isinstance(frames, torch.Tensor):
+        raise TypeError(f"frames must be a numpy array or a torch tensor, got {type(frames).__name__}")
+    if frames.ndim == 3:
+        frames = frames.unsqueeze(0)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be (T, H, W, 3) (channels last), got shape {tuple(frames.shape)}")
+    if frames.dtype != torch.uint8:
+        raise ValueError(f"frames must be uint8, got {frames.dtype}")
+    return frames
+
+
+def _pair(size: Size) -> tuple[int, int]:
+    if isinstance(size, int):
+        return size, size
+    h, w = size
+    return int(h), int(w)
+
+
+def resize(frames, size: Size) -> torch.Tensor:
+    """Resize to (h, w) (an int: square), bilinear with antialias, uint8 rounded like PIL."""
+    frames = as_frames(frames)
+    h, w = _pair(size)
+    if h <= 0 or w <= 0:
+        raise ValueError(f"resize target must be positive, got {(h, w)}")
+    if frames.shape[1:3] == (h, w):
+        return frames
+    # (T, H, W, 3) viewed as (T, 3, H, W) is channels_last in memory: torch's fast uint8 antialias kernel.
+    x = frames.permute(0, 3, 1, 2)
+    y = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    return y.permute(0, 2, 3, 1)
+
+
+def resize_short_side(frames, size: int) -> torch.Tensor:
+    """Resize so the short side is `size`, the long side int(size * long / short) (torchvision's Resize(int))."""
+    frames = as_frames(frames)
+    return resize(frames, short_side_size(frames.shape[1], frames.shape[2], int(size)))
+
+
+def crop(frames, top: int, left: int, height: int, width: int) -> torch.Tensor:
+    """frames[:, top:top+height, left:left+width]; the box must lie inside the frames."""
+    frames = as_frames(frames)
+    H, W = frames.shape[1:3]
+    if top < 0 or left < 0 or top + height > H or left + width > W or height <= 0 or width <= 0:
+        raise ValueError(f"crop box (top={top}, left={left}, h={height}, w={width}) outside {H}x{W} frames")
+    return frames[:, top:top + height, left:left + width]
+
+
+def center_crop(frames, size: Size) -> torch.Tensor:
+    """Center crop, offsets int(round((H - h) / 2)) as torchvision and Hara's code; frames smaller than the
+    crop are zero-padded first (torchvision's rule). Eval resizes the short side to >= the crop, so padding
+    only happens with a (h, w) resize smaller than the crop."""
+    frames = as_frames(frames)
+    h, w = _pair(size)
+    H, W = frames.shape[1:3]
+    if h > H or w > W:
+        ph, pw = max(h - H, 0), max(w - W, 0)
+        # F.pad pads the last dims first: (W, W), then (H, H) of the (T, H, W, 3) tensor -> channels untouched.
+        frames = F.pad(frames, (0, 0, pw // 2, (pw + 1) // 2, ph // 2, (ph + 1) // 2))
+        H, W = frames.shape[1:3]
+    top, left = int(round((H - h) / 2.0)), int(round((W - w) / 2.0))
+    return frames[:, top:top + h, left:left + w]
+
+
+def hflip(frames) -> torch.Tensor:
+    """Mirror left-right."""
+    return as_frames(frames).flip(2)
+
+
+def normalize(frames, cfg=None, *, value_scale: float | None = None, mean=None, std=None) -> torch.Tensor:
+    """uint8 (T, H, W, 3) -> float32 (3, T, H, W): x = frame / 255 * value_scale, then (x - mean) / std.
+
+    cfg: a PretrainedCfg (or anything with value_scale, mean, std); keywords override it."""
+    frames = as_frames(frames)
+    value_scale = value_scale if value_scale is not None else getattr(cfg, "value_scale", 1.0)
+    mean = torch.as_tensor(mean if mean is not None else getattr(cfg, "mean", (0.0, 0.0, 0.0)), dtype=torch.float64)
+    std = torch.as_tensor(std if std is not None else getattr(cfg, "std", (1.0, 1.0, 1.0)), dtype=torch.float64)
+    if mean.numel() != 3 or std.numel() != 3 or bool((std <= 0).any()):
+        raise ValueError(f"mean and std need 3 values (std > 0), got mean={mean.tolist()} std={std.tolist()}")
+    # One fused multiply-add per pixel: x * scale + shift, with the constants folded in float64.
+    scale = (value_scale / 255.0) / std
+    shift = -mean / std
+    x = frames.permute(3, 0, 1, 2).to(torch.float32)
+    return x.mul_(scale.to(torch.float32).view(3, 1, 1, 1)).add_(shift.to(torch.float32).view(3, 1, 1, 1))
+
+
+def resize_for_cfg(frames, resize_spec) -> torch.Tensor:
+    """cfg.resize semantics: an int resizes the short side, (h, w) resizes both sides (torchvision's 128x171)."""
+    if isinstance(resize_spec, (int, np.integer)):
+        return resize_short_side(frames, int(resize_spec))
+    return resize(frames, _pair(resize_spec))
+
+
+class Preprocess:
+    """The eval pipeline of a PretrainedCfg: resize (cfg.resize), center crop (cfg.crop_size), normalize.
+
+    __call__: uint8 (T, H, W, 3) -> float32 (3, T, crop, crop). `spatial` stops before normalize (uint8)."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def spatial(self, frames) -> torch.Tensor:
+        return center_crop(resize_for_cfg(frames, self.cfg.resize), self.cfg.crop_size)
+
+    def __call__(self, frames) -> torch.Tensor:
+        return normalize(self.spatial(frames), self.cfg)
+
+    def __repr__(self):
+        c = self.cfg
+        return (f"Preprocess(resize={c.resize}, crop_size={c.crop_size}, value_scale={c.value_scale}, "
+                f"mean={tuple(c.mean)}, std={tuple(c.std)})")
+
+
+def preprocess_clip(frames, cfg) -> torch.Tensor:
+    """Preprocess(cfg)(frames): uint8 (T, H, W, 3) -> float32 (3, T, crop, crop)."""
+    return Preprocess(cfg)(frames)
