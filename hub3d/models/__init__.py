@@ -1,3 +1,9 @@
 """Architectures: one module per family; importing this package registers them all."""
 from . import resnet3d  # noqa: F401
+from . import preact_resnet3d  # noqa: F401
+from . import wide_resnet3d  # noqa: F401
+from . import resnext3d  # noqa: F401
+from . import densenet3d  # noqa: F401
+from . import resnet2p1d  # noqa: F401
+from . import torchvision_resnet  # noqa: F401
 from .base import VideoModel  # noqa: F401
