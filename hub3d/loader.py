@@ -51,9 +51,9 @@ def load(
     if isinstance(pretrained, os.PathLike) or (isinstance(pretrained, str) and _looks_like_path(pretrained)):
         return _load_checkpoint(read_checkpoint(pretrained), name, tag, num_classes, arch_kwargs)
 
+    cfg = get_pretrained_cfg(name, pretrained)
     from .hub import fetch_weights
 
-    cfg = get_pretrained_cfg(name, pretrained)
     path = fetch_weights(name, cfg)
     return _load_checkpoint(read_checkpoint(path), name, cfg.tag, num_classes, arch_kwargs)
 
