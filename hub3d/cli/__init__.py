@@ -9,9 +9,9 @@ def main():
 
 
 def _add_commands():
-    from . import zoo
+    from . import predict, zoo
 
-    for module in (zoo,):
+    for module in (zoo, predict):
         for command in module.COMMANDS:
             main.add_command(command)
 
