@@ -4,7 +4,7 @@
 torchvision load when a feature needs them.
 """
 from . import models  # noqa: F401  (registers every architecture)
-from .pretrained import PretrainedCfg
+from .pretrained import PretrainedCfg, class_order_from_csv
 from .registry import (
     create_model,
     get_pretrained_cfg,
@@ -38,6 +38,7 @@ def __getattr__(name):
 
 __all__ = [
     "PretrainedCfg",
+    "class_order_from_csv",
     "create_model",
     "get_pretrained_cfg",
     "list_models",

@@ -115,3 +115,18 @@ def read_label_file(name: str) -> tuple[str, ...]:
     text = resources.files("hub3d.labels").joinpath(name).read_text(encoding="utf-8")
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
+
+
+def class_order_from_csv(csv_path, column: str = "label") -> list[str]:
+    """Class names in order of first appearance in a dataset CSV.
+
+    This is how the 2020 release numbered its classes (Kinetics-700: the official train CSV), so
+    ``model.labels = class_order_from_csv("kinetics_700_train.csv")`` gives those weights their names.
+    """
+    import csv
+
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or column not in reader.fieldnames:
+            raise ValueError(f"{csv_path}: no {column!r} column (columns: {reader.fieldnames})")
+        return list(dict.fromkeys(row[column] for row in reader if row[column]))

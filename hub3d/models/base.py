@@ -64,34 +64,33 @@ class VideoModel(nn.Module):
             )
         self.labels = list(labels) if labels is not None else [f"class_{i}" for i in range(num_classes)]
 
-    # Stages in forward order, for fine-tuning "from a stage on"; families override where names differ.
-    stage_names: Sequence[str] = ("conv1", "layer1", "layer2", "layer3", "layer4")
+    # Stages in forward order, for fine-tuning "from a stage on"; the first one stands for the whole stem
+    # (every module not under a later stage). Families override where names differ.
+    stage_names: Sequence[str] = ("stem", "layer1", "layer2", "layer3", "layer4")
 
     def freeze_until(self, stage: str) -> None:
-        """Freeze every parameter of the stages before ``stage``; ``stage`` onwards and the classifier train.
+        """Freeze every parameter before ``stage``: ``stage``, the stages after it and the classifier train.
 
-        BatchNorm layers in frozen stages are kept in eval mode by ``train()``.
+        ``stage`` is one of ``stage_names`` ("layer4" = conv5_x, as in the CVPR 2018 fine-tuning) or "all".
+        BatchNorm layers of frozen stages keep their running statistics: ``train()`` leaves them in eval mode.
         """
-        if stage not in self.stage_names and stage not in ("all", self.classifier_name):
-            raise ValueError(f"unknown stage {stage!r}; choose from {list(self.stage_names)} or 'all'")
-        trainable = stage == "all"
-        frozen_prefixes = []
-        for name in self.stage_names:
-            if name == stage:
-                trainable = True
-            if not trainable:
-                frozen_prefixes.append(name)
-        self._frozen_prefixes = tuple(frozen_prefixes)
+        names = list(self.stage_names)
+        if stage != "all" and stage not in names:
+            raise ValueError(f"unknown stage {stage!r}; choose from {names} or 'all'")
+        first = 0 if stage == "all" else names.index(stage)
+        self._trainable_prefixes = None if first == 0 else (*names[first:], self.classifier_name)
         for pname, param in self.named_parameters():
             param.requires_grad = not self._is_frozen(pname)
 
     def _is_frozen(self, name: str) -> bool:
-        prefixes = getattr(self, "_frozen_prefixes", ())
-        return any(name == p or name.startswith(p + ".") for p in prefixes)
+        prefixes = getattr(self, "_trainable_prefixes", None)
+        if prefixes is None:
+            return False
+        return not any(name == p or name.startswith(p + ".") for p in prefixes)
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if mode and getattr(self, "_frozen_prefixes", ()):
+        if mode and getattr(self, "_trainable_prefixes", None):
             for name, module in self.named_modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm) and self._is_frozen(name):
                     module.eval()

@@ -86,7 +86,7 @@ class DenseNet3d(VideoModel):
             )
         )
         n = num_init_features
-        stages = ["features.conv0", "features.norm0"]
+        stages = ["stem"]  # conv0, norm0, pool0
         for i, num_layers in enumerate(block_config, start=1):
             self.features.add_module(f"denseblock{i}", DenseBlock(num_layers, n, bn_size, growth_rate, drop_rate))
             stages.append(f"features.denseblock{i}")

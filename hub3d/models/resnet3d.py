@@ -211,7 +211,7 @@ HARA_2020_DATASETS = {
 }
 KINETICS700_ORDER_NOTE = (
     "Class order is the first appearance of each label in the official Kinetics-700 train CSV, which hub3d "
-    "does not ship: names are class_i until you give them (hub3d.labels_from_kinetics_csv)."
+    "does not ship: names are class_i until you give them: model.labels = hub3d.class_order_from_csv(train_csv)."
 )
 
 
