@@ -256,7 +256,8 @@ def _decode_folder(path: Path, fps: float, start: Optional[float], end: Optional
 
 def _resample(frames, fps: float, first: Optional[float], end: Optional[float], last_duration: float):
     """For each tick first + k / fps, the source frame nearest in time (ties: the later one, as FFmpeg's fps
-    filter rounds). Streaming: holds one frame. first: None starts the ticks at the first frame's time."""
+    filter rounds). Streaming: holds one frame. first: None starts the ticks at the first frame's time.
+    `frames` must run past `end` (the frame after it can be the nearest to the last ticks)."""
     k = 0
     prev = None  # (time, image)
     for t, image in frames:
@@ -270,6 +271,8 @@ def _resample(frames, fps: float, first: Optional[float], end: Optional[float], 
                 yield first + k / fps, prev[1]
                 k += 1
         prev = (t, image)
+        if end is not None and t >= end - _EPS:
+            break
     if prev is None:
         return
     stop = prev[0] + last_duration
@@ -306,10 +309,11 @@ def iter_frames(
         raise ValueError(f"end ({end}) must be after start ({start})")
     if path.is_dir():
         src_fps = float(source_fps or DEFAULT_FOLDER_FPS)
-        decoded = _decode_folder(path, src_fps, start if fps is None else None, end, short_side)
+        decoded = _decode_folder(path, src_fps, start if fps is None else None, end if fps is None else None,
+                                 short_side)
     else:
         src_fps = None
-        decoded = _decode_file(path, start, end, short_side)
+        decoded = _decode_file(path, start, end if fps is None else None, short_side)
     if fps is None:
         for i, (t, image) in enumerate(_keep_after(decoded, start)):
             yield Frame(image, i, t)
@@ -378,6 +382,8 @@ def write_video(
             stream = container.add_stream(codec, rate=rate)
             stream.width, stream.height = frames.shape[2], frames.shape[1]
             stream.pix_fmt = pix_fmt
+            if pix_fmt.startswith("gray"):  # RGB -> gray gives full-range luma; say so, or it decodes as limited
+                stream.codec_context.color_range = 2  # AVCOL_RANGE_JPEG
             if times is not None:
                 stream.time_base = Fraction(1, 1000)
                 stream.codec_context.time_base = Fraction(1, 1000)
