@@ -9,9 +9,9 @@ def main():
 
 
 def _add_commands():
-    from . import predict, zoo
+    from . import demo, predict, zoo
 
-    for module in (zoo, predict):
+    for module in (zoo, predict, demo):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -1,0 +1,4 @@
+"""`python -m hub3d ...` is the `hub3d` command."""
+from .cli import main
+
+main()
