@@ -22,11 +22,10 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .clips import Clip, iter_clips  # noqa: F401  (iter_clips is re-exported as hub3d.iter_clips)
+from .clips import TAILS, Clip, iter_clips  # noqa: F401  (iter_clips is re-exported as hub3d.iter_clips)
 
 PathLike = Union[str, os.PathLike]
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-TAILS = ("loop", "drop")
 ON_ERROR = ("raise", "skip")
 
 
@@ -377,8 +376,8 @@ def _stream(
 
 
 def _no_clip_hint(clip_kwargs) -> str:
-    if clip_kwargs.get("tail") == "drop":
-        return " (the video is shorter than one clip and tail='drop' drops partial clips; use tail='loop')"
+    if clip_kwargs.get("tail") != "loop":
+        return f" (the video is too short for one full clip and tail={clip_kwargs.get('tail')!r} drops partial clips; use tail='loop')"
     return " (no frames in the requested range)"
 
 
@@ -424,10 +423,10 @@ def iter_classify(
     """
     videos, _ = _normalise_videos(videos)
     _check_args(tail, on_error, batch_size)
+    was_training = model.training
     runner = ClipRunner(model, "probs", device, precision, channels_last)
     labels = list(getattr(model, "labels", None) or [f"class_{i}" for i in range(model.num_classes)])
     kwargs = _clip_kwargs(model, cfg, clip_len, stride, tail, fps, start, end)
-    was_training = model.training
     try:
         for video, out in _stream(runner, videos, kwargs, batch_size, num_workers, on_error, progress):
             if isinstance(out, FailedVideo):
@@ -465,9 +464,9 @@ def iter_extract_features(
     """Like :func:`extract_features`, but yields each video's result (in input order) as soon as it is ready."""
     videos, _ = _normalise_videos(videos)
     _check_args(tail, on_error, batch_size)
+    was_training = model.training
     runner = ClipRunner(model, "features", device, precision, channels_last)
     kwargs = _clip_kwargs(model, cfg, clip_len, stride, tail, fps, start, end)
-    was_training = model.training
     try:
         for video, out in _stream(runner, videos, kwargs, batch_size, num_workers, on_error, progress):
             if isinstance(out, FailedVideo):
@@ -495,7 +494,8 @@ def classify(model: torch.nn.Module, video: Union[PathLike, Sequence[PathLike]],
     """Classify a video (or a list of videos): top-k labels from the mean of the clip softmaxes.
 
     Clips follow ``model.pretrained_cfg`` (clip_len, stride, preprocessing) unless ``clip_len``, ``stride`` or
-    ``cfg`` override it; ``tail="loop"`` loop-pads the last partial clip, ``"drop"`` drops it (the 2017 tool).
+    ``cfg`` override it; ``tail="loop"`` loop-pads the last partial clip, ``"drop"`` drops it, ``"2017"`` gives exactly the 2017
+    tool's windows (see hub3d.clips).
     Other options: ``topk``, ``batch_size``, ``device`` (default: the model's), ``precision`` ("fp32",
     "bf16", "fp16" on cuda/mps), ``num_workers`` (decoder threads), ``fps`` (resample), ``start``/``end``
     (seconds), ``on_error`` ("raise", or "skip": failed videos are left out of a list with a warning, a single

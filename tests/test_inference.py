@@ -1,0 +1,258 @@
+"""hub3d.inference: classify / extract_features on real (tiny) videos with a tiny model.
+
+Expected values are recomputed independently: frames decoded with hub3d.video.read_frames, preprocessed with
+transforms.Preprocess, windows cut and loop-padded by hand, and the model called one clip at a time.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import hub3d
+from hub3d import inference
+from hub3d.transforms import Preprocess
+from hub3d.video import VideoError, read_frames
+
+from conftest import random_frames
+
+CLIP_LEN = 8
+FPS = 10.0
+
+
+@pytest.fixture(scope="module")
+def model():
+    cfg = hub3d.get_pretrained_cfg("resnet3d_10").replace(crop_size=32, resize=32, clip_len=CLIP_LEN, num_classes=5)
+    torch.manual_seed(0)
+    net = hub3d.create_model("resnet3d_10", pretrained_cfg=cfg, widen_factor=0.25)
+    # Non-trivial BN statistics, so that eval mode matters and outputs differ between clips.
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm3d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return net
+
+
+@pytest.fixture
+def video(make_video):
+    def make(num_frames, seed=0, **kw):
+        return make_video(frames=random_frames(num_frames, 48, 64, seed=seed), fps=FPS, **kw)
+
+    return make
+
+
+def manual_clips(path, cfg, clip_len, tail="loop"):
+    """Independent reference: decode all frames, preprocess, cut [s, e) windows, loop-pad the last one."""
+    x = Preprocess(cfg)(read_frames(path))  # (3, T, H, W)
+    n = x.shape[1]
+    clips, windows = [], []
+    for s in range(0, n, clip_len):
+        e = min(s + clip_len, n)
+        if e - s < clip_len and tail == "drop":
+            break
+        idx = [s + i % (e - s) for i in range(clip_len)]
+        clips.append(x[:, idx])
+        windows.append((s, e))
+    return clips, windows, n
+
+
+def softmax_by_hand(model, clip):
+    with torch.no_grad():
+        return torch.softmax(model(clip[None]), dim=-1)[0].numpy()
+
+
+def test_classify_is_mean_of_clip_softmax(model, video):
+    path = video(20)
+    model.train()  # classify must switch to eval and restore the mode afterwards
+    r = hub3d.classify(model, path, topk=3, batch_size=2)
+    assert model.training
+    model.eval()
+    clips, windows, n = manual_clips(path, model.pretrained_cfg, CLIP_LEN)
+    assert n == 20
+    assert r.clip_frames.tolist() == [list(w) for w in windows] == [[0, 8], [8, 16], [16, 20]]
+    np.testing.assert_allclose(r.clip_seconds, [[0, 0.8], [0.8, 1.6], [1.6, 2.0]], atol=1e-6)
+    expected = np.stack([softmax_by_hand(model, c) for c in clips])
+    np.testing.assert_allclose(r.clip_probs, expected, atol=1e-5)
+    np.testing.assert_allclose(r.probs, expected.mean(0), atol=1e-5)
+    np.testing.assert_allclose(r.probs.sum(), 1.0, atol=1e-5)
+    # top-k: best first, consistent with probs and labels
+    order = np.argsort(-r.probs)[:3]
+    assert [i for _, i, _ in r.topk] == order.tolist()
+    assert [l for l, _, _ in r.topk] == [model.labels[i] for i in order]
+    assert r.label == model.labels[order[0]]
+    assert r.video == str(path) and r.labels == model.labels
+
+
+def test_tail_drop_and_2017(model, video):
+    path = video(20)
+    loop = hub3d.classify(model, path)
+    drop = hub3d.classify(model, path, tail="drop")
+    assert drop.clip_frames.tolist() == [[0, 8], [8, 16]]
+    np.testing.assert_allclose(drop.clip_probs, loop.clip_probs[:2], atol=1e-6)
+    np.testing.assert_allclose(drop.probs, loop.clip_probs[:2].mean(0), atol=1e-6)
+    exact16 = hub3d.classify(model, video(16, seed=1), tail="2017")  # the 2017 tool drops a window ending the video
+    assert exact16.clip_frames.tolist() == [[0, 8]]
+
+
+def test_short_video_is_loop_padded(model, video):
+    path = video(5)
+    r = hub3d.classify(model, path)
+    clips, windows, _ = manual_clips(path, model.pretrained_cfg, CLIP_LEN)
+    assert r.clip_frames.tolist() == [[0, 5]]
+    np.testing.assert_allclose(r.clip_probs[0], softmax_by_hand(model.eval(), clips[0]), atol=1e-5)
+    # With tail="drop" a short video has no clip: a clear error naming the file.
+    with pytest.raises(VideoError, match=r"no clips.*tail='loop'") as e, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hub3d.classify(model, path, tail="drop")
+    assert str(path) in str(e.value)
+
+
+def test_batched_streamed_and_single_clip_paths_agree(model, video):
+    paths = [video(19, seed=0), video(8, seed=1), video(27, seed=2)]
+    clips = [c for p in paths for c in manual_clips(p, model.pretrained_cfg, CLIP_LEN)[0]]
+    single = np.stack([softmax_by_hand(model.eval(), c) for c in clips])
+    batched = inference.ClipRunner(model, "probs")(torch.stack(clips))
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+    for batch_size, workers in [(1, 1), (3, 2), (16, 1)]:
+        results = hub3d.classify(model, paths, batch_size=batch_size, num_workers=workers)
+        streamed = np.concatenate([r.clip_probs for r in results])
+        np.testing.assert_allclose(streamed, single, atol=1e-5, err_msg=f"batch_size={batch_size} workers={workers}")
+
+
+def test_list_keeps_input_order_across_mixed_batches(model, video):
+    # Short and long videos with batch_size 4: batches hold clips of several videos.
+    paths = [video(n, seed=i) for i, n in enumerate([30, 3, 9, 17, 1])]
+    results = hub3d.classify(model, paths, batch_size=4, num_workers=2)
+    assert [r.video for r in results] == [str(p) for p in paths]
+    assert [r.n_clips for r in results] == [4, 1, 2, 3, 1]
+    for p, r in zip(paths, results):
+        alone = hub3d.classify(model, p, batch_size=1)
+        np.testing.assert_allclose(r.clip_probs, alone.clip_probs, atol=1e-5)
+        assert r.clip_frames.tolist() == alone.clip_frames.tolist()
+
+
+def test_extract_features(model, video):
+    path = video(20)
+    f = hub3d.extract_features(model, path, per_video_mean=True, batch_size=2)
+    clips, windows, _ = manual_clips(path, model.pretrained_cfg, CLIP_LEN)
+    assert f.features.shape == (3, model.num_features) == (3, 128)
+    with torch.no_grad():
+        expected = torch.cat([model.forward_head(model.forward_features(c[None]), pre_logits=True) for c in clips])
+    np.testing.assert_allclose(f.features, expected.numpy(), atol=1e-5)
+    np.testing.assert_allclose(f.mean_features, expected.numpy().mean(0), atol=1e-5)
+    assert f.clip_frames.tolist() == [list(w) for w in windows]
+    assert hub3d.extract_features(model, path).mean_features is None
+    both = hub3d.extract_features(model, [path, path])
+    assert len(both) == 2 and np.allclose(both[0].features, both[1].features, atol=1e-5)
+
+
+def test_clip_len_and_stride_overrides(model, video):
+    path = video(20)
+    r = hub3d.classify(model, path, clip_len=4, stride=6)
+    assert r.clip_frames.tolist() == [[0, 4], [6, 10], [12, 16], [18, 20]]
+    x = Preprocess(model.pretrained_cfg)(read_frames(path))
+    np.testing.assert_allclose(r.clip_probs[1], softmax_by_hand(model.eval(), x[:, 6:10]), atol=1e-5)
+    np.testing.assert_allclose(r.clip_probs[3], softmax_by_hand(model, x[:, [18, 19, 18, 19]]), atol=1e-5)
+    # cfg overrides the model's preprocessing (here the crop size reaches the model)
+    big = hub3d.classify(model, path, cfg=model.pretrained_cfg.replace(crop_size=40, resize=40))
+    x40 = Preprocess(model.pretrained_cfg.replace(crop_size=40, resize=40))(read_frames(path))
+    np.testing.assert_allclose(big.clip_probs[0], softmax_by_hand(model, x40[:, :8]), atol=1e-5)
+
+
+@pytest.fixture
+def bad_files(tmp_path):
+    import av
+
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n" * 20)
+    audio = tmp_path / "sound.wav"
+    with av.open(str(audio), "w") as c:
+        s = c.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        for p in s.encode(frame):
+            c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return {"missing": tmp_path / "missing.mp4", "empty": empty, "text": text, "audio": audio}
+
+
+def test_bad_videos_raise_or_skip(model, video, bad_files):
+    good = [video(9, seed=0), video(12, seed=1)]
+    for kind, bad in bad_files.items():
+        with pytest.raises(VideoError) as e:
+            hub3d.classify(model, [good[0], bad])
+        assert str(bad) in str(e.value), kind
+    reasons = {"missing": "no such file", "empty": "empty", "text": "not a readable video", "audio": "no video stream"}
+    mixed = [good[0], *bad_files.values(), good[1]]
+    streamed = list(inference.iter_classify(model, mixed, on_error="skip", batch_size=4))
+    assert [r.video for r in streamed] == [str(p) for p in mixed]
+    for kind, r in zip(bad_files, streamed[1:-1]):
+        assert isinstance(r, inference.FailedVideo)
+        assert str(bad_files[kind]) in r.error and reasons[kind] in r.error, r.error
+    with pytest.warns(UserWarning, match="skipped"):
+        kept = hub3d.classify(model, mixed, on_error="skip")
+    assert [r.video for r in kept] == [str(good[0]), str(good[1])]
+    np.testing.assert_allclose(kept[1].probs, hub3d.classify(model, good[1]).probs, atol=1e-5)
+    with pytest.warns(UserWarning):
+        assert hub3d.classify(model, bad_files["text"], on_error="skip") is None
+
+
+def test_stopping_early_stops_the_decoders(model, video):
+    paths = [video(24, seed=i) for i in range(4)]
+    gen = inference.iter_classify(model, paths, batch_size=1, num_workers=2)
+    first = next(gen)
+    gen.close()
+    assert first.video == str(paths[0])
+    assert not [t for t in threading.enumerate() if t.name.startswith("hub3d-decode")]
+
+
+def test_precision_and_device_arguments(model, video):
+    path = video(16)
+    fp32 = hub3d.classify(model, path)
+    bf16 = hub3d.classify(model, path, precision="bf16")
+    assert bf16.clip_probs.dtype == np.float32
+    np.testing.assert_allclose(bf16.clip_probs, fp32.clip_probs, atol=0.05)
+    np.testing.assert_allclose(bf16.probs.sum(), 1.0, atol=1e-5)
+    cl = hub3d.classify(model, path, channels_last=True)
+    np.testing.assert_allclose(cl.clip_probs, fp32.clip_probs, atol=1e-5)
+    model.to(memory_format=torch.contiguous_format)
+    with pytest.raises(ValueError, match="fp16"):
+        hub3d.classify(model, path, precision="fp16", device="cpu")
+    with pytest.raises(ValueError, match="precision"):
+        hub3d.classify(model, path, precision="int8")
+    with pytest.raises(ValueError, match="tail"):
+        hub3d.classify(model, path, tail="pad")
+
+
+def test_results_to_dict_and_save(model, video, tmp_path):
+    path = video(20)
+    r = hub3d.classify(model, path, topk=2)
+    d = json.loads(json.dumps(r.to_dict(probs=True)))
+    assert d["video"] == str(path) and d["n_clips"] == 3 and len(d["topk"]) == 2
+    assert [c["frames"] for c in d["clips"]] == r.clip_frames.tolist()
+    assert d["clips"][2]["seconds"] == pytest.approx([1.6, 2.0])
+    assert d["clips"][0]["topk"][0]["prob"] == pytest.approx(r.clip_probs[0].max())
+    assert np.allclose(d["probs"], r.probs)
+    f = hub3d.extract_features(model, path)
+    f.save(tmp_path / "f.npz")
+    with np.load(tmp_path / "f.npz") as z:
+        np.testing.assert_array_equal(z["features"], f.features)
+        np.testing.assert_array_equal(z["clip_frames"], f.clip_frames)
+        np.testing.assert_array_equal(z["clip_seconds"], f.clip_seconds)
+    f.save(tmp_path / "m.npy", mean=True)
+    np.testing.assert_allclose(np.load(tmp_path / "m.npy"), f.features.mean(0))
+    assert json.loads(json.dumps(f.to_dict()))["clips"][1]["frames"] == [8, 16]
+
+
+def test_lazy_exports():
+    from hub3d import clips
+
+    assert hub3d.iter_clips is clips.iter_clips
+    assert hub3d.classify is inference.classify and hub3d.extract_features is inference.extract_features
