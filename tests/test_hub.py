@@ -1,0 +1,365 @@
+"""Weights sources, verified downloads, the Hugging Face Hub and publishing, against a local fake Hub."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import hub3d
+from hub3d import hub
+from hub3d.checkpoint import save_pretrained
+from hub3d.cli import main
+from hub3d.pretrained import DRIVE_2018
+from hf_server import TINY, fake_hub, patch_tag, set_offline, tiny_tag_model  # noqa: F401  (fixture)
+from original_layouts import save_bare, save_hara2018
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+X = torch.randn(1, 3, 4, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+def same_weights(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def hub3d_files(model, tmp_path) -> dict:
+    out = save_pretrained(model, tmp_path / "repo_src")
+    return {name: (out / name).read_bytes() for name in ("config.json", "model.safetensors")}
+
+
+def url_tag(monkeypatch, server, tmp_path, name="r3d_tiny-{}.pth", seed=0):
+    """resnet3d_18.kinetics400 turned into a torchvision-style URL tag on the fake server (bare state dict,
+    the sha256 prefix in the file name); returns (cfg, the model whose weights the file holds, file bytes)."""
+    patch_tag(monkeypatch, "resnet3d_18", "kinetics400", arch_kwargs={"shortcut_type": "B", **TINY})
+    model = tiny_tag_model(seed=seed)
+    path = tmp_path / "upload.pth"
+    save_bare(model, path)
+    data = path.read_bytes()
+    prefix = hashlib.sha256(data).hexdigest()[:8]
+    filename = name.format(prefix)
+    url = server.add_file(filename, data)
+    cfg = patch_tag(monkeypatch, "resnet3d_18", "kinetics400", url=url, sha256=prefix, file=filename,
+                    drive_folder=None, arch_kwargs={"shortcut_type": "B", **TINY})
+    return cfg, model, data
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Places and names.
+
+
+def test_cache_dir_follows_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("HUB3D_HOME", str(tmp_path / "h"))
+    assert hub.cache_dir() == tmp_path / "h"
+    monkeypatch.delenv("HUB3D_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert hub.cache_dir() == tmp_path / "xdg" / "hub3d"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert hub.cache_dir() == tmp_path / "home" / ".cache" / "hub3d"
+
+
+def test_parse_hf_id_and_default_repo():
+    assert hub.parse_hf_id("hf-hub:org/name") == ("org/name", None)
+    assert hub.parse_hf_id("hf-hub:org/name@v1.0") == ("org/name", "v1.0")
+    for bad in ("hf-hub:name", "hf-hub:a/b/c", "hf-hub:/x"):
+        with pytest.raises(ValueError, match="not a Hugging Face Hub repo id"):
+            hub.parse_hf_id(bad)
+    cfg = hub3d.get_pretrained_cfg("resnet3d_34", "kinetics400")
+    assert hub.hf_repo_id("resnet3d_34", cfg) == "hub3d/resnet3d_34.kinetics400"
+    assert hub.hf_repo_id("resnet3d_34", cfg.replace(hf_hub_id="me/r34")) == "me/r34"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Hugging Face Hub source.
+
+
+def test_hf_first_load_downloads_second_makes_no_request(fake_hub, monkeypatch, tmp_path):
+    patch_tag(monkeypatch, "resnet3d_18", "kinetics400", arch_kwargs={"shortcut_type": "A", **TINY})
+    source = tiny_tag_model(seed=3)
+    fake_hub.add_repo("hub3d/resnet3d_18.kinetics400", hub3d_files(source, tmp_path))
+
+    model = hub3d.load("resnet3d_18", pretrained="kinetics400").eval()
+    assert same_weights(model, source)
+    assert model.labels == source.labels and len(model.labels) == 400
+    assert fake_hub.count("HEAD", "/hub3d/resnet3d_18.kinetics400/resolve/main/config.json") == 1
+    assert fake_hub.count("GET", "/cdn/") == 1  # the LFS weights, through the CDN redirect
+    fake_hub.reset_counts()
+
+    again = hub3d.load("resnet3d_18", pretrained="kinetics").eval()  # alias of the same tag
+    assert fake_hub.requests == []
+    with torch.no_grad():
+        assert torch.equal(again(X), source(X))
+
+
+def test_hf_hub_prefix_and_pinned_revision(fake_hub, tmp_path):
+    first = hub3d.create_model("resnet3d_10", num_classes=3, widen_factor=0.25).eval()
+    torch.manual_seed(7)
+    second = hub3d.create_model("resnet3d_10", num_classes=3, widen_factor=0.25).eval()
+    c1 = fake_hub.add_repo("me/finetuned", hub3d_files(first, tmp_path / "a"))
+    c2 = fake_hub.add_repo("me/finetuned", hub3d_files(second, tmp_path / "b"))
+    fake_hub.repos["me/finetuned"].refs["v1"] = c1
+
+    assert same_weights(hub3d.load(f"hf-hub:me/finetuned@{c1}"), first)
+    assert same_weights(hub3d.load("hf-hub:me/finetuned@v1"), first)
+    latest = hub3d.load("hf-hub:me/finetuned")
+    assert same_weights(latest, second) and latest.arch_kwargs["widen_factor"] == 0.25
+    assert hub.download_hf("me/finetuned").name == c2
+
+    fake_hub.reset_counts()
+    hub3d.load(f"hf-hub:me/finetuned@{c1}")  # a commit hash already cached: nothing to ask
+    assert fake_hub.requests == []
+
+    with pytest.raises(hub.WeightsNotFoundError, match="me/finetuned@nope.*revision not found"):
+        hub.download_hf("me/finetuned", revision="nope")
+    with pytest.raises(hub.WeightsNotFoundError, match="me/missing.*repository not found"):
+        hub3d.load("hf-hub:me/missing")
+    fake_hub.add_repo("me/not-hub3d", {"README.md": b"hi"})
+    with pytest.raises(hub.WeightsNotFoundError, match="not a hub3d repo"):
+        hub.download_hf("me/not-hub3d")
+
+
+def test_offline_mode_uses_caches_and_makes_no_request(fake_hub, monkeypatch, tmp_path):
+    model = hub3d.create_model("resnet3d_10", num_classes=2, widen_factor=0.25)
+    fake_hub.add_repo("me/tiny", hub3d_files(model, tmp_path))
+    hub3d.load("hf-hub:me/tiny")
+    cfg, url_model, _ = url_tag(monkeypatch, fake_hub, tmp_path)
+    hub3d.load("resnet3d_18", pretrained="kinetics400")
+    fake_hub.reset_counts()
+
+    set_offline(monkeypatch)
+    assert same_weights(hub3d.load("hf-hub:me/tiny"), model)
+    assert same_weights(hub3d.load("resnet3d_18", pretrained="kinetics400"), url_model)
+    with pytest.raises(hub.WeightsNotFoundError) as err:
+        hub3d.load("resnet3d_34", pretrained="kinetics400")
+    assert "could not be reached" in str(err.value) and "resnet-34-kinetics.pth" in str(err.value)
+    (Path(hub.cache_dir()) / "resnet3d_18.kinetics400" / "config.json").unlink()
+    (Path(hub.cache_dir()) / cfg.file).unlink()
+    with pytest.raises(hub.WeightsNotFoundError, match="not tried \\(offline mode\\)"):
+        hub3d.load("resnet3d_18", pretrained="kinetics400")
+    assert fake_hub.requests == []
+
+
+def test_missing_everywhere_names_file_folder_and_command(fake_hub):
+    with pytest.raises(hub.WeightsNotFoundError) as err:
+        hub3d.load("resnet3d_34", pretrained="kinetics")
+    message = str(err.value)
+    cache = hub.cache_dir()
+    assert "'resnet-34-kinetics.pth'" in message and DRIVE_2018 in message
+    assert "hub3d/resnet3d_34.kinetics400 on the Hugging Face Hub: repository not found" in message
+    command = f"hub3d convert resnet-34-kinetics.pth {cache / 'resnet3d_34.kinetics400'} --model resnet3d_34 --tag kinetics400"
+    assert command in message
+    assert str(cache / "resnet-34-kinetics.pth") in message
+    assert fake_hub.count("HEAD", "/hub3d/resnet3d_34.kinetics400/resolve/main/config.json") == 1
+    assert isinstance(err.value, FileNotFoundError)
+
+
+def test_hf_corrupted_byte_is_caught_and_not_kept(fake_hub, monkeypatch, tmp_path):
+    model = hub3d.create_model("resnet3d_10", num_classes=2, widen_factor=0.25)
+    files = hub3d_files(model, tmp_path)
+    fake_hub.add_repo("me/tiny", files)
+    digest = hashlib.sha256(files["model.safetensors"]).hexdigest()
+    bad = bytearray(files["model.safetensors"])
+    bad[-5] ^= 0xFF  # same size: huggingface_hub's own size check passes
+    fake_hub.tamper[f"/cdn/{digest}"] = bytes(bad)
+
+    with pytest.raises(hub.ChecksumError, match="does not match the Hub's hash"):
+        hub3d.load("hf-hub:me/tiny")
+    from huggingface_hub import constants
+
+    blobs = list(Path(constants.HF_HUB_CACHE).glob("models--me--tiny/blobs/*"))
+    assert digest not in [b.name for b in blobs]
+    del fake_hub.tamper[f"/cdn/{digest}"]
+    assert same_weights(hub3d.load("hf-hub:me/tiny"), model)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Original files: dropped into the cache, or downloaded from their URL.
+
+
+def test_original_dropped_in_cache_is_converted_once(fake_hub, monkeypatch):
+    patch_tag(monkeypatch, "resnet3d_18", "kinetics400", arch_kwargs={"shortcut_type": "A", **TINY})
+    source = tiny_tag_model(seed=5)
+    cache = hub.cache_dir()
+    cache.mkdir(parents=True)
+    save_hara2018(source, cache / "resnet-18-kinetics.pth", arch="resnet-18")
+
+    model = hub3d.load("resnet3d_18", pretrained="kinetics400")
+    assert same_weights(model, source)
+    converted = cache / "resnet3d_18.kinetics400"
+    config = json.loads((converted / "config.json").read_text())
+    assert config["converted_from"] == "resnet-18-kinetics.pth"
+    assert config["arch_kwargs"]["widen_factor"] == TINY["widen_factor"]
+    assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no temp dir left
+    stamp = (converted / "model.safetensors").stat().st_mtime_ns
+    (cache / "resnet-18-kinetics.pth").unlink()
+    assert same_weights(hub3d.load("resnet3d_18", pretrained="kinetics400"), source)
+    assert (converted / "model.safetensors").stat().st_mtime_ns == stamp
+    assert fake_hub.requests == []  # found locally: the Hub was never asked
+
+
+def test_dropped_original_with_wrong_hash_is_refused(fake_hub, monkeypatch, tmp_path):
+    cfg, model, data = url_tag(monkeypatch, fake_hub, tmp_path)
+    cache = hub.cache_dir()
+    cache.mkdir(parents=True)
+    (cache / cfg.file).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(hub.ChecksumError, match=cfg.file):
+        hub3d.load("resnet3d_18", pretrained="kinetics400")
+    assert not (cache / "resnet3d_18.kinetics400").exists()
+
+
+def test_url_download_verified_cached_and_converted(fake_hub, monkeypatch, tmp_path):
+    cfg, source, data = url_tag(monkeypatch, fake_hub, tmp_path)
+    model = hub3d.load("resnet3d_18", pretrained="kinetics400").eval()
+    assert same_weights(model, source)
+    assert fake_hub.count("GET", f"/files/{cfg.file}") == 1
+    assert fake_hub.count("HEAD", "/hub3d/resnet3d_18.kinetics400/resolve/main/config.json") == 1  # tried first
+    cache = hub.cache_dir()
+    assert (cache / cfg.file).read_bytes() == data
+    assert hub.is_hub3d_dir(cache / "resnet3d_18.kinetics400")
+    fake_hub.reset_counts()
+    again = hub3d.load("resnet3d_18", pretrained="kinetics400").eval()
+    assert fake_hub.requests == []
+    with torch.no_grad():
+        assert torch.equal(again(X), source(X))
+
+
+def test_url_corrupted_byte_is_caught_and_not_left_in_cache(fake_hub, monkeypatch, tmp_path):
+    cfg, source, data = url_tag(monkeypatch, fake_hub, tmp_path)
+    path = f"/files/{cfg.file}"
+    fake_hub.tamper[path] = data[:100] + bytes([data[100] ^ 0x01]) + data[101:]
+    with pytest.raises(hub.ChecksumError, match="sha256 mismatch"):
+        hub3d.load("resnet3d_18", pretrained="kinetics400")
+    cache = hub.cache_dir()
+    assert sorted(p.name for p in cache.iterdir()) == []  # neither the file, nor .part, nor a conversion
+    del fake_hub.tamper[path]
+    assert same_weights(hub3d.load("resnet3d_18", pretrained="kinetics400"), source)
+
+
+def test_url_interrupted_download_resumes_with_range(fake_hub, monkeypatch, tmp_path):
+    cfg, source, data = url_tag(monkeypatch, fake_hub, tmp_path)
+    path = f"/files/{cfg.file}"
+    fake_hub.cut_after[path] = [1000, 1]  # the first answer stops after 1000 bytes
+    assert same_weights(hub3d.load("resnet3d_18", pretrained="kinetics400"), source)
+    gets = [h for m, p, h in fake_hub.requests if m == "GET" and p == path]
+    assert len(gets) == 2 and "Range" not in gets[0] and gets[1]["Range"] == "bytes=1000-"
+
+
+def test_url_interrupted_every_time_keeps_part_then_resumes(fake_hub, monkeypatch, tmp_path):
+    cfg, source, data = url_tag(monkeypatch, fake_hub, tmp_path)
+    path = f"/files/{cfg.file}"
+    fake_hub.cut_after[path] = [700, 3]
+    with pytest.raises(hub.WeightsNotFoundError, match="kept to resume from"):
+        hub3d.load("resnet3d_18", pretrained="kinetics400")
+    cache = hub.cache_dir()
+    part = cache / (cfg.file + ".part")
+    assert part.stat().st_size == 2100 and not (cache / cfg.file).exists()
+    fake_hub.reset_counts()
+    assert same_weights(hub3d.load("resnet3d_18", pretrained="kinetics400"), source)
+    assert [h.get("Range") for m, p, h in fake_hub.requests if p == path] == ["bytes=2100-"]
+    assert not part.exists()
+
+
+def test_url_restarts_cleanly_when_server_ignores_range(fake_hub, monkeypatch, tmp_path):
+    cfg, source, data = url_tag(monkeypatch, fake_hub, tmp_path)
+    fake_hub.cut_after[f"/files/{cfg.file}"] = [500, 1]
+    fake_hub.ignore_range = True
+    assert same_weights(hub3d.load("resnet3d_18", pretrained="kinetics400"), source)
+    assert (hub.cache_dir() / cfg.file).read_bytes() == data
+
+
+def test_url_http_error_is_reported(fake_hub, monkeypatch, tmp_path):
+    cfg, _, _ = url_tag(monkeypatch, fake_hub, tmp_path)
+    del fake_hub.files[cfg.file]
+    with pytest.raises(hub.WeightsNotFoundError, match="HTTP 404"):
+        hub3d.load("resnet3d_18", pretrained="kinetics400")
+
+
+def test_bundled_weights_come_first(fake_hub, monkeypatch, tmp_path):
+    patch_tag(monkeypatch, "resnet3d_18", "kinetics400", arch_kwargs={"shortcut_type": "A", **TINY})
+    source = tiny_tag_model(seed=9)
+    bundle = save_pretrained(source, tmp_path / "bundle")
+    monkeypatch.setattr(hub, "bundled_dir", lambda name, tag: bundle if (name, tag) == ("resnet3d_18", "kinetics400") else tmp_path / "none")
+    assert same_weights(hub3d.load("resnet3d_18", pretrained="kinetics400"), source)
+    assert fake_hub.requests == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Publishing.
+
+
+def test_save_pretrained_from_pretrained_round_trip(tmp_path):
+    model = hub3d.create_model("resnet3d_10", num_classes=4, widen_factor=0.25, shortcut_type="A").eval()
+    model.save_pretrained(tmp_path / "m")
+    back = type(model).from_pretrained(tmp_path / "m").eval()
+    assert back.arch_kwargs == model.arch_kwargs and back.labels == model.labels
+    with torch.no_grad():
+        assert torch.equal(back(X), model(X))
+
+
+def test_push_to_hub_writes_a_real_repo(fake_hub, monkeypatch):
+    patch_tag(monkeypatch, "resnet3d_18", "kinetics400", arch_kwargs={"shortcut_type": "A", **TINY})
+    model = tiny_tag_model(seed=11)
+    url = model.push_to_hub("me/r18-k400")
+    files = fake_hub.repo_files("me/r18-k400")
+    assert {"config.json", "model.safetensors", "README.md"} <= set(files)
+    assert url.endswith(fake_hub.repos["me/r18-k400"].refs["main"])
+    card = files["README.md"].decode()
+    front = card.split("---")[1]
+    for line in ("library_name: hub3d", "pipeline_tag: video-classification", "license: mit", "- kinetics400",
+                 "- accuracy"):
+        assert line in front, line
+    assert "hara3dcnns" in card and "66.1" in card and 'hub3d.load("hf-hub:me/r18-k400")' in card
+    back = hub3d.load("hf-hub:me/r18-k400").eval()
+    assert same_weights(back, model) and back.labels == model.labels
+    with torch.no_grad():
+        assert torch.equal(back(X), model(X))
+
+    # A second push to a branch: a new commit there, main untouched.
+    main_before = fake_hub.repos["me/r18-k400"].refs["main"]
+    hub.push_to_hub(hub3d.create_model("resnet3d_10", num_classes=2, widen_factor=0.25), "me/r18-k400",
+                    revision="dev")
+    assert fake_hub.repos["me/r18-k400"].refs["main"] == main_before
+    assert json.loads(fake_hub.repo_files("me/r18-k400", "dev")["config.json"])["architecture"] == "resnet3d_10"
+
+
+def test_cli_push_converts_original_and_download_prints_path(fake_hub, monkeypatch, tmp_path):
+    patch_tag(monkeypatch, "resnet3d_18", "kinetics400", arch_kwargs={"shortcut_type": "A", **TINY})
+    source = tiny_tag_model(seed=13)
+    original = tmp_path / "resnet-18-kinetics.pth"
+    save_hara2018(source, original, arch="resnet-18")
+    runner = CliRunner()
+    result = runner.invoke(main, ["push", str(original), "hub3d/resnet3d_18.kinetics400", "--tag", "kinetics400"])
+    assert result.exit_code == 0, result.output
+    files = fake_hub.repo_files("hub3d/resnet3d_18.kinetics400")
+    assert json.loads(files["config.json"])["converted_from"] == "resnet-18-kinetics.pth"
+
+    result = runner.invoke(main, ["download", "resnet3d_18", "--pretrained", "kinetics400"])
+    assert result.exit_code == 0, result.output
+    path = Path(result.output.strip().splitlines()[-1])
+    assert hub.is_hub3d_dir(path)
+    assert same_weights(hub3d.load(str(path)), source)
+
+    result = runner.invoke(main, ["download", "resnet3d_34", "--pretrained", "kinetics400"])
+    assert result.exit_code != 0 and "hub3d convert resnet-34-kinetics.pth" in result.output
+
+
+# ---------------------------------------------------------------------------------------------------------
+# weights/ agrees with the registry.
+
+
+def test_weights_folder_matches_registry():
+    spec = importlib.util.spec_from_file_location("weights_generate", REPO_ROOT / "weights" / "generate.py")
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    expected = generate.render()
+    assert set(expected) >= {"index.json"} | {f"cards/{k}.md" for k in hub3d.list_pretrained()}
+    on_disk = {str(p.relative_to(REPO_ROOT / "weights")) for p in (REPO_ROOT / "weights" / "cards").glob("*.md")}
+    assert on_disk | {"index.json"} == set(expected), "stale or missing cards: run python weights/generate.py"
+    for rel, text in expected.items():
+        assert (REPO_ROOT / "weights" / rel).read_text(encoding="utf-8") == text, (
+            f"weights/{rel} is out of date: run python weights/generate.py")
