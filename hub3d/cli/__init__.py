@@ -9,9 +9,9 @@ def main():
 
 
 def _add_commands():
-    from . import demo, predict, zoo
+    from . import demo, hub, predict, zoo
 
-    for module in (zoo, predict, demo):
+    for module in (zoo, predict, demo, hub):
         for command in module.COMMANDS:
             main.add_command(command)
 
