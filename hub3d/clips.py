@@ -21,7 +21,7 @@ from typing import Iterator, Optional, Sequence, Union
 import torch
 
 from .pretrained import PretrainedCfg
-from .transforms import Preprocess
+from .transforms import Preprocess, normalize
 
 TAILS = ("loop", "drop", "2017")
 
@@ -128,26 +128,41 @@ def _video_clips(path, preprocess, clip_len, stride, tail, fps, start, end, sour
     from .video import VideoError, iter_frames, probe
 
     rate = fps or probe(path, source_fps=source_fps).fps
-    buf = {}  # frame index -> (time, preprocessed (3, H, W)); only frames of the current window(s)
-    k = 0  # next window to emit
     lookahead = 1 if tail == "2017" else 0  # 2017 keeps a full window only if a frame follows it
+    # Frames of the current window(s) only: resized + cropped uint8 frames wait in `pending`, then are
+    # normalised together into `store` (frames base, base + 1, ...) when a clip needs them. Batching the
+    # float work matters: per-frame small ops are slow in torch's thread pool on a busy CPU.
+    times = {}
+    pending = []
+    store = None
+    base = 0
+    k = 0  # next window to emit
 
     def emit(k, s, e):
-        frames = torch.stack([buf[j][1] for j in loop_indices(s, e, clip_len)], dim=1)
-        return Clip(path, frames, (s, e), (buf[s][0], buf[e - 1][0] + 1.0 / rate), k)
+        nonlocal store, pending
+        if pending:
+            x = normalize(torch.stack(pending), preprocess.cfg)
+            store = x if store is None else torch.cat([store, x], dim=1)
+            pending = []
+        idx = torch.tensor(loop_indices(s, e, clip_len)) - base
+        return Clip(path, store.index_select(1, idx), (s, e), (times[s], times[e - 1] + 1.0 / rate), k)
 
     n = 0
     for frame in iter_frames(path, fps=fps, start=start, end=end, source_fps=source_fps):
         i = frame.index
         n = i + 1
         if i >= k * stride:  # frames in the gaps between windows (stride > clip_len) are never kept
-            buf[i] = (frame.time, preprocess(frame.image)[:, 0])
+            times[i] = frame.time
+            pending.append(preprocess.spatial(frame.image)[0])
         s = k * stride
         if s + clip_len + lookahead == n:  # window k is complete, and certainly one of the final windows
             yield emit(k, s, s + clip_len)
             k += 1
-            for j in [j for j in buf if j < k * stride]:
-                del buf[j]
+            keep_from = k * stride  # forget frames before the next window
+            if store is not None:
+                store = store[:, keep_from - base:] if keep_from - base < store.shape[1] else None
+            base = keep_from
+            times = {j: t for j, t in times.items() if j >= keep_from}
     if n == 0:
         raise VideoError(path, f"no frame in the requested range (start={start}, end={end})")
     windows = clip_windows(n, clip_len, stride, tail)

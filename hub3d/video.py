@@ -24,7 +24,6 @@ PathLike = Union[str, os.PathLike]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 DEFAULT_FOLDER_FPS = 25.0
-_SWS_INTERPOLATION = "BILINEAR"  # swscale's bilinear widens its kernel when shrinking (antialiased, like PIL)
 _EPS = 1e-6  # seconds: slack for float timestamps compared with start/end and the resampling grid
 
 
@@ -109,6 +108,14 @@ def _stream_fps(stream) -> Optional[float]:
     return None
 
 
+def _resize_short_side(image: np.ndarray, size: int) -> np.ndarray:
+    # The reference resize (torch, = PIL bilinear within 1 level). FFmpeg's scaler fused with the YUV->RGB
+    # conversion was no faster and 3+ levels off on average (benchmarks/bench_decode.py), so it is not used.
+    from .transforms import resize_short_side
+
+    return np.ascontiguousarray(resize_short_side(image, size)[0].numpy())
+
+
 def short_side_size(height: int, width: int, size: int) -> tuple[int, int]:
     """(h, w) with the short side = size and the long side int(size * long / short) (torchvision, Hara)."""
     if height <= width:
@@ -183,7 +190,6 @@ def _decode_file(path: Path, start: Optional[float], end: Optional[float], short
                 container.seek(0, stream=stream)
         n = 0
         last_time = None
-        size = None
         frames = container.decode(stream)
         while True:
             try:
@@ -207,17 +213,9 @@ def _decode_file(path: Path, start: Optional[float], end: Optional[float], short
             last_time = t
             if end is not None and t >= end - _EPS:
                 break
-            rotation = int(frame.rotation or 0)
-            if short_side:
-                if size is None:  # (h, w) to scale to before rotating; the short side is the same either way
-                    h, w = short_side_size(frame.height, frame.width, short_side)
-                    size = (h, w)
-                image = frame.to_ndarray(format="rgb24", width=size[1], height=size[0],
-                                         interpolation=_SWS_INTERPOLATION)
-            else:
-                image = frame.to_ndarray(format="rgb24")
+            image = _rotate(frame.to_ndarray(format="rgb24"), int(frame.rotation or 0))
             n += 1
-            yield t, _rotate(image, rotation)
+            yield t, _resize_short_side(image, short_side) if short_side else image
         if n == 0:
             raise VideoError(path, "no frame could be decoded (empty or corrupt video stream)")
     except av.error.FFmpegError as e:
@@ -239,13 +237,11 @@ def _decode_folder(path: Path, fps: float, start: Optional[float], end: Optional
             break
         try:
             with Image.open(file) as im:
-                if short_side:
-                    im = im.convert("RGB")
-                    h, w = short_side_size(im.height, im.width, short_side)
-                    im = im.resize((w, h), Image.BILINEAR)
                 image = np.asarray(im.convert("RGB"))
         except OSError as e:
             raise VideoError(file, f"not a readable image ({e})") from e
+        if short_side:
+            image = _resize_short_side(image, short_side)
         if shape is None:
             shape = image.shape
         elif image.shape != shape:
@@ -296,8 +292,8 @@ def iter_frames(
 
     fps: resample to this rate (nearest frame in time to each tick start + k / fps); None keeps every frame.
     start, end: seconds; frames with start <= time < end.
-    short_side: resize each frame so its short side is this (FFmpeg's area-averaging scaler, fused with the
-        YUV->RGB conversion; within a few gray levels of PIL's bilinear, see benchmarks/bench_decode.py).
+    short_side: resize each frame so its short side is this (bilinear with antialias, PIL's within 1 level;
+        long side int(size * long / short)).
     source_fps: frame rate of a frame folder (default 25); ignored for files (their timestamps rule).
     Raises VideoError for missing, empty, non-video, audio-only and undecodable files; a truncated file
     yields the frames before the damage (with a warning).

@@ -130,27 +130,43 @@ def test_iter_clips_equal_batch_preprocessing(lossless):
         torch.testing.assert_close(clip.clip, expected, rtol=0, atol=0)
 
 
-def test_iter_clips_overlap_preprocesses_each_frame_once(lossless, monkeypatch):
+@pytest.fixture
+def count_preprocessing(monkeypatch):
+    """Counts the frames resized/cropped (Preprocess.spatial) and normalised (clips.normalize)."""
+    import hub3d.clips as clips
+
+    counts = {"spatial": 0, "normalized": 0}
+    spatial, normalize = transforms.Preprocess.spatial, clips.normalize
+
+    def count_spatial(self, frames):
+        out = spatial(self, frames)
+        counts["spatial"] += out.shape[0]
+        return out
+
+    def count_normalize(frames, cfg):
+        counts["normalized"] += frames.shape[0]
+        return normalize(frames, cfg)
+
+    monkeypatch.setattr(transforms.Preprocess, "spatial", count_spatial)
+    monkeypatch.setattr(clips, "normalize", count_normalize)
+    return counts
+
+
+def test_iter_clips_overlap_preprocesses_each_frame_once(lossless, count_preprocessing):
     path = lossless(33)
-    calls = []
-    original = transforms.Preprocess.__call__
-    monkeypatch.setattr(transforms.Preprocess, "__call__", lambda self, f: calls.append(1) or original(self, f))
     clips = list(iter_clips(path, CFG, stride=4))
     assert [c.frames for c in clips] == clip_windows(33, 16, 4)
     assert [clip_frame_ids(c) for c in clips] == [hara_loop_padding(list(range(s, e)), 16)
                                                   for s, e in clip_windows(33, 16, 4)]
-    assert len(calls) == 33
+    assert count_preprocessing == {"spatial": 33, "normalized": 33}
 
 
-def test_iter_clips_gaps_skip_unused_frames(lossless, monkeypatch):
+def test_iter_clips_gaps_skip_unused_frames(lossless, count_preprocessing):
     path = lossless(30)
-    calls = []
-    original = transforms.Preprocess.__call__
-    monkeypatch.setattr(transforms.Preprocess, "__call__", lambda self, f: calls.append(1) or original(self, f))
     clips = list(iter_clips(path, CFG, clip_len=4, stride=10))
     assert [c.frames for c in clips] == [(0, 4), (10, 14), (20, 24)]
     assert [clip_frame_ids(c) for c in clips] == [[0, 1, 2, 3], [10, 11, 12, 13], [20, 21, 22, 23]]
-    assert len(calls) == 12  # frames in the gaps are decoded but not preprocessed
+    assert count_preprocessing == {"spatial": 12, "normalized": 12}  # gap frames: decoded, not preprocessed
 
 
 def test_iter_clips_tail_drop_and_2017(lossless):
