@@ -5,8 +5,8 @@ tests/test_hub.py regenerates in memory and fails when these files are out of da
 
 index.json holds, per tag, its provenance: the original file and where it lives, the Hub repo hub3d publishes
 it under, the sha256 of the original (a prefix for torchvision's files, from their names) and of the converted
-model.safetensors (null until someone converts and publishes it: hashes hub3d has not computed from a real file
-are never invented), licence, reported metrics, and whether the label order is verified. Hashes measured on the
+model.safetensors (measured for bundled weights, else null until someone converts and publishes it: hashes hub3d
+has not computed from a real file are never invented), licence, reported metrics, and whether the label order is verified. Hashes measured on the
 real files go into weights/hashes.json ({"model.tag": {"sha256_original": ..., "sha256_converted": ...}}), which
 this script merges in. weights/motion_demo/ belongs to the training engineer and is left alone.
 """
@@ -32,7 +32,10 @@ def known_hashes() -> dict:
 def entry(name: str, tag: str, hashes: dict) -> dict:
     cfg = get_pretrained_cfg(name, tag)
     key = hub.weights_key(name, tag)
-    known = hashes.get(key, {})
+    known = dict(hashes.get(key, {}))
+    bundled = hub.bundled_dir(name, tag)
+    if hub.is_hub3d_dir(bundled):  # the file is here: measure it
+        known["sha256_converted"] = hub.sha256_file(bundled / "model.safetensors")
     sources = []
     if cfg.release == "bundled":
         sources.append("bundled")
