@@ -15,6 +15,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Iterator, NamedTuple, Optional, Sequence, Union
 
@@ -171,8 +172,12 @@ def probe(source: PathLike, *, source_fps: Optional[float] = None) -> VideoInfo:
 # ---------------------------------------------------------------------------------------------- decode
 
 
-def _decode_file(path: Path, start: Optional[float], end: Optional[float], short_side: Optional[int]):
-    """Yield (time, image) in presentation order from a video file; stops early past `end`."""
+def _decode_file(path: Path, start: Optional[float], end: Optional[float], short_side: Optional[int],
+                 seek: Optional[float] = None):
+    """Yield (time, load, duration) in presentation order: load() converts the frame to RGB (lazily, so frames
+    skipped before `start` or by resampling cost no conversion), duration = 1 / the stream's frame rate.
+    Frames before `start` are skipped, decoding stops at the first frame at or after `end`; `seek` (seconds,
+    default start) jumps to a keyframe at least 1 s before it first."""
     import av
 
     container = _open(path)
@@ -181,14 +186,14 @@ def _decode_file(path: Path, start: Optional[float], end: Optional[float], short
         stream.thread_type = "AUTO"  # frame + slice threads: decoding is the bottleneck on big videos
         tb = stream.time_base or Fraction(1, 90000)
         origin = stream.start_time
-        fps = _stream_fps(stream) or DEFAULT_FOLDER_FPS
-        if start and start > 1.0:  # seek to the keyframe before start; frames before it are skipped below
-            offset = int(start / tb) + (origin or 0)
+        duration = 1.0 / (_stream_fps(stream) or DEFAULT_FOLDER_FPS)
+        seek = start if seek is None else seek
+        if seek and seek > 1.0:
             try:
-                container.seek(max(offset - int(1.0 / tb), 0), stream=stream, backward=True)
+                container.seek(max(int((seek - 1.0) / tb) + (origin or 0), 0), stream=stream, backward=True)
             except av.error.FFmpegError:
                 container.seek(0, stream=stream)
-        n = 0
+        decoded = 0
         last_time = None
         frames = container.decode(stream)
         while True:
@@ -197,26 +202,27 @@ def _decode_file(path: Path, start: Optional[float], end: Optional[float], short
             except StopIteration:
                 break
             except av.error.FFmpegError as e:
-                if n == 0:
+                if decoded == 0:
                     raise VideoError(path, f"corrupt video, no frame could be decoded ({_ffmpeg_reason(e)})") from e
-                warnings.warn(f"{path}: decoding stopped after {n} frames ({_ffmpeg_reason(e)}); the file "
+                warnings.warn(f"{path}: decoding stopped after {decoded} frames ({_ffmpeg_reason(e)}); the file "
                               "looks truncated or corrupt, using the frames read so far", stacklevel=3)
                 break
+            decoded += 1
             if frame.pts is not None:
                 if origin is None:
                     origin = frame.pts
                 t = float((frame.pts - origin) * tb)
             else:  # no timestamps (raw elementary streams): assume a constant rate
-                t = 0.0 if last_time is None else last_time + 1.0 / fps
+                t = 0.0 if last_time is None else last_time + duration
             if last_time is not None and t <= last_time - _EPS:
                 continue  # out-of-order/duplicate pts after a seek or in broken files: keep time monotonic
             last_time = t
+            if start is not None and t < start - _EPS:
+                continue
+            yield t, partial(_frame_image, frame, short_side), duration
             if end is not None and t >= end - _EPS:
                 break
-            image = _rotate(frame.to_ndarray(format="rgb24"), int(frame.rotation or 0))
-            n += 1
-            yield t, _resize_short_side(image, short_side) if short_side else image
-        if n == 0:
+        if decoded == 0:
             raise VideoError(path, "no frame could be decoded (empty or corrupt video stream)")
     except av.error.FFmpegError as e:
         raise VideoError(path, f"corrupt video ({_ffmpeg_reason(e)})") from e
@@ -224,17 +230,19 @@ def _decode_file(path: Path, start: Optional[float], end: Optional[float], short
         container.close()
 
 
+def _frame_image(frame, short_side: Optional[int]) -> np.ndarray:
+    image = _rotate(frame.to_ndarray(format="rgb24"), int(frame.rotation or 0))
+    return _resize_short_side(image, short_side) if short_side else image
+
+
 def _decode_folder(path: Path, fps: float, start: Optional[float], end: Optional[float],
                    short_side: Optional[int]):
-    from PIL import Image
+    """Frame-folder twin of _decode_file: image i has time i / fps."""
+    shape = []
 
-    shape = None
-    for i, file in enumerate(_frame_files(path)):
-        t = i / fps
-        if start is not None and t < start - _EPS:
-            continue
-        if end is not None and t >= end - _EPS:
-            break
+    def load(file):
+        from PIL import Image
+
         try:
             with Image.open(file) as im:
                 image = np.asarray(im.convert("RGB"))
@@ -242,21 +250,28 @@ def _decode_folder(path: Path, fps: float, start: Optional[float], end: Optional
             raise VideoError(file, f"not a readable image ({e})") from e
         if short_side:
             image = _resize_short_side(image, short_side)
-        if shape is None:
-            shape = image.shape
-        elif image.shape != shape:
+        if shape and image.shape != shape[0]:
             raise VideoError(file, f"frame size {image.shape[1]}x{image.shape[0]} differs from the first "
-                                   f"frame's {shape[1]}x{shape[0]} in {path}")
-        yield t, image
+                                   f"frame's {shape[0][1]}x{shape[0][0]} in {path}")
+        shape[:] = [image.shape]
+        return image
+
+    for i, file in enumerate(_frame_files(path)):
+        t = i / fps
+        if start is not None and t < start - _EPS:
+            continue
+        yield t, partial(load, file), 1.0 / fps
+        if end is not None and t >= end - _EPS:
+            break
 
 
-def _resample(frames, fps: float, first: Optional[float], end: Optional[float], last_duration: float):
+def _resample(frames, fps: float, first: Optional[float], end: Optional[float]):
     """For each tick first + k / fps, the source frame nearest in time (ties: the later one, as FFmpeg's fps
-    filter rounds). Streaming: holds one frame. first: None starts the ticks at the first frame's time.
-    `frames` must run past `end` (the frame after it can be the nearest to the last ticks)."""
+    filter rounds); ticks run to the end of the last frame (its time + duration) or `end`. Streaming: holds
+    one frame, converts only the frames it picks (once). first: None starts at the first frame's time."""
     k = 0
-    prev = None  # (time, image)
-    for t, image in frames:
+    prev = None  # [time, load, duration, image]
+    for t, load, duration in frames:
         if prev is None:
             first = t if first is None else first
         else:
@@ -264,18 +279,22 @@ def _resample(frames, fps: float, first: Optional[float], end: Optional[float], 
             while first + k / fps < mid - _EPS:
                 if end is not None and first + k / fps >= end - _EPS:
                     return
-                yield first + k / fps, prev[1]
+                if prev[3] is None:
+                    prev[3] = prev[1]()
+                yield first + k / fps, prev[3]
                 k += 1
-        prev = (t, image)
+        prev = [t, load, duration, None]
         if end is not None and t >= end - _EPS:
             break
     if prev is None:
         return
-    stop = prev[0] + last_duration
+    stop = prev[0] + prev[2]
     if end is not None:
         stop = min(stop, end)
     while first + k / fps < stop - _EPS:
-        yield first + k / fps, prev[1]
+        if prev[3] is None:
+            prev[3] = prev[1]()
+        yield first + k / fps, prev[3]
         k += 1
 
 
@@ -296,42 +315,25 @@ def iter_frames(
         long side int(size * long / short)).
     source_fps: frame rate of a frame folder (default 25); ignored for files (their timestamps rule).
     Raises VideoError for missing, empty, non-video, audio-only and undecodable files; a truncated file
-    yields the frames before the damage (with a warning).
+    yields the frames before the damage (with a warning). A range with no frame yields nothing.
     """
     path = _check_path(source)
     if fps is not None and fps <= 0:
         raise ValueError(f"fps must be > 0, got {fps}")
     if start is not None and end is not None and end <= start:
         raise ValueError(f"end ({end}) must be after start ({start})")
+    # Resampling needs the frame before start and the one after end (either can be the nearest to a tick).
+    dec_start, dec_end = (start, end) if fps is None else (None, end)
     if path.is_dir():
-        src_fps = float(source_fps or DEFAULT_FOLDER_FPS)
-        decoded = _decode_folder(path, src_fps, start if fps is None else None, end if fps is None else None,
-                                 short_side)
+        decoded = _decode_folder(path, float(source_fps or DEFAULT_FOLDER_FPS), dec_start, dec_end, short_side)
     else:
-        src_fps = None
-        decoded = _decode_file(path, start, end if fps is None else None, short_side)
+        decoded = _decode_file(path, dec_start, dec_end, short_side, seek=start)
     if fps is None:
-        for i, (t, image) in enumerate(_keep_after(decoded, start)):
-            yield Frame(image, i, t)
-        return
-    if src_fps is None:
-        src_fps = probe_fps(path)
-    for i, (t, image) in enumerate(_resample(decoded, fps, start, end, 1.0 / src_fps)):
+        frames = ((t, load()) for t, load, _ in decoded if end is None or t < end - _EPS)
+    else:
+        frames = _resample(decoded, fps, start, end)
+    for i, (t, image) in enumerate(frames):
         yield Frame(image, i, t)
-
-
-def _keep_after(frames, start):
-    for t, image in frames:
-        if start is None or t >= start - _EPS:
-            yield t, image
-
-
-def probe_fps(path: Path) -> float:
-    container = _open(path)
-    try:
-        return _stream_fps(container.streams.video[0]) or DEFAULT_FOLDER_FPS
-    finally:
-        container.close()
 
 
 def read_frames(source: PathLike, **kwargs) -> np.ndarray:

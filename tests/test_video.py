@@ -142,6 +142,9 @@ def test_start_seeks_in_long_video(make_video):
     assert out[0].time >= 2.5 - 1e-6 and out[-1].time < 3.0
     assert [frame_id(f.image) for f in out] == [round(f.time * 25) % 33 for f in out]
     assert [round(f.time * 25) for f in iter_frames(path, start=3.5)] == list(range(88, 100))
+    resampled = list(iter_frames(path, start=2.5, end=3.0, fps=10))  # seeks too; 2.5 s is frame 62.5 -> 63
+    assert [f.time for f in resampled] == pytest.approx([2.5, 2.6, 2.7, 2.8, 2.9])
+    assert [frame_id(f.image) for f in resampled] == [n % 33 for n in (63, 65, 68, 70, 73)]
 
 
 def test_frame_folder(make_frame_folder):
