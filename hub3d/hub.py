@@ -121,7 +121,11 @@ def _offline() -> bool:
 
 
 def fetch_weights(model_name: str, cfg: PretrainedCfg, progress: bool = True) -> Path:
-    """The local hub3d directory (config.json + model.safetensors) of one tag, fetched once and verified."""
+    """The local hub3d directory (config.json + model.safetensors) of one tag, fetched once and verified.
+
+    Processes that ask for the same tag at once (e.g. every rank of a torchrun job) take turns on a lock file:
+    one downloads and converts, the others then find the result in the cache.
+    """
     key = weights_key(model_name, cfg.tag)
     bundled = bundled_dir(model_name, cfg.tag)
     if is_hub3d_dir(bundled):
@@ -130,9 +134,20 @@ def fetch_weights(model_name: str, cfg: PretrainedCfg, progress: bool = True) ->
     converted = cache / key
     if is_hub3d_dir(converted):
         return converted
-    tried = [f"hub3d cache: no {converted}"]
+    with _lock(cache / ".locks" / f"{key}.lock"):
+        if is_hub3d_dir(converted):  # another process made it while this one waited
+            return converted
+        return _fetch_locked(model_name, cfg, converted, progress)
 
-    filename = original_file_name(cfg)
+
+def _fetch_locked(model_name: str, cfg: PretrainedCfg, converted: Path, progress: bool) -> Path:
+    cache = converted.parent
+    if cfg.release == "bundled":
+        tried = [f"bundled: no {bundled_dir(model_name, cfg.tag)} (the package data is missing: reinstall hub3d)"]
+        filename = None
+    else:
+        tried = [f"hub3d cache: no {converted}"]
+        filename = original_file_name(cfg)
     original = cache / filename if filename else None
     if original is not None and original.is_file():
         if cfg.sha256:
@@ -160,13 +175,20 @@ def fetch_weights(model_name: str, cfg: PretrainedCfg, progress: bool = True) ->
     raise WeightsNotFoundError(not_found_message(model_name, cfg, tried))
 
 
+def _lock(path: Path):
+    from filelock import FileLock  # a dependency of huggingface_hub
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path))
+
+
 def not_found_message(model_name: str, cfg: PretrainedCfg, tried: list[str]) -> str:
     key = weights_key(model_name, cfg.tag)
     cache = cache_dir()
     lines = [f"no weights found for {model_name} tag {cfg.tag!r}. Tried:"]
     lines += [f"  - {t}" for t in tried]
     filename = original_file_name(cfg)
-    if filename is None:
+    if filename is None or cfg.release == "bundled":
         return "\n".join(lines)
     where = cfg.drive_folder or cfg.url
     release = f" of the {cfg.release}" if cfg.release else ""

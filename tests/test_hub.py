@@ -194,7 +194,7 @@ def test_original_dropped_in_cache_is_converted_once(fake_hub, monkeypatch):
     config = json.loads((converted / "config.json").read_text())
     assert config["converted_from"] == "resnet-18-kinetics.pth"
     assert config["arch_kwargs"]["widen_factor"] == TINY["widen_factor"]
-    assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no temp dir left
+    assert not [p for p in cache.iterdir() if p.name.endswith(".tmp")]  # no temp dir left
     stamp = (converted / "model.safetensors").stat().st_mtime_ns
     (cache / "resnet-18-kinetics.pth").unlink()
     assert same_weights(hub3d.load("resnet3d_18", pretrained="kinetics400"), source)
@@ -235,7 +235,7 @@ def test_url_corrupted_byte_is_caught_and_not_left_in_cache(fake_hub, monkeypatc
     with pytest.raises(hub.ChecksumError, match="sha256 mismatch"):
         hub3d.load("resnet3d_18", pretrained="kinetics400")
     cache = hub.cache_dir()
-    assert sorted(p.name for p in cache.iterdir()) == []  # neither the file, nor .part, nor a conversion
+    assert sorted(p.name for p in cache.iterdir()) == [".locks"]  # neither the file, nor .part, nor a conversion
     del fake_hub.tamper[path]
     assert same_weights(hub3d.load("resnet3d_18", pretrained="kinetics400"), source)
 
@@ -277,6 +277,35 @@ def test_url_http_error_is_reported(fake_hub, monkeypatch, tmp_path):
     del fake_hub.files[cfg.file]
     with pytest.raises(hub.WeightsNotFoundError, match="HTTP 404"):
         hub3d.load("resnet3d_18", pretrained="kinetics400")
+
+
+def test_concurrent_loads_download_and_convert_once(fake_hub, monkeypatch, tmp_path):
+    import threading
+
+    cfg, source, _ = url_tag(monkeypatch, fake_hub, tmp_path)
+    results, errors = [], []
+
+    def fetch():
+        try:
+            results.append(hub.fetch_weights("resnet3d_18", cfg, progress=False))
+        except BaseException as e:  # noqa: BLE001  (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=fetch) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(set(results)) == 1
+    assert fake_hub.count("GET", f"/files/{cfg.file}") == 1
+    assert same_weights(hub3d.load(str(results[0])), source)
+
+
+def test_missing_bundle_says_so(fake_hub, monkeypatch, tmp_path):
+    monkeypatch.setattr(hub, "bundled_dir", lambda name, tag: tmp_path / "nothing")
+    with pytest.raises(hub.WeightsNotFoundError, match="package data is missing") as err:
+        hub3d.load("motion_demo", pretrained=True)
+    assert "hub3d convert" not in str(err.value)
 
 
 def test_bundled_weights_come_first(fake_hub, monkeypatch, tmp_path):
