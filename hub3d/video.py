@@ -36,6 +36,9 @@ class VideoError(Exception):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):  # picklable (DataLoader workers, multiprocessing) despite the two-argument __init__
+        return type(self), (self.path, self.reason)
+
 
 class Frame(NamedTuple):
     image: np.ndarray  # (H, W, 3) uint8 RGB, display orientation (rotation metadata applied)

@@ -217,6 +217,14 @@ def test_bad_files_raise_video_error_naming_the_path(tmp_path, kind):
         assert str(path) in str(e.value) and e.value.path == str(path)
 
 
+def test_video_error_pickles(tmp_path):
+    import pickle
+
+    err = pickle.loads(pickle.dumps(VideoError(tmp_path / "x.mp4", "no video stream")))
+    assert isinstance(err, VideoError) and err.path == str(tmp_path / "x.mp4") and err.reason == "no video stream"
+    assert str(err) == f"{tmp_path / 'x.mp4'}: no video stream"
+
+
 def test_truncated_mp4_raises(make_video):
     path = make_video(16, codec="libx264")  # moov atom at the end: a cut file has no index
     data = path.read_bytes()
