@@ -297,10 +297,14 @@ def download_hf(
     from huggingface_hub.errors import (
         HfHubHTTPError,
         LocalEntryNotFoundError,
-        RemoteEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
+
+    try:
+        from huggingface_hub.errors import RemoteEntryNotFoundError
+    except ImportError:  # huggingface_hub < 1.0: the HTTP 404 of a file was EntryNotFoundError itself
+        from huggingface_hub.errors import EntryNotFoundError as RemoteEntryNotFoundError
 
     if repo_id.startswith(HF_PREFIX) or "@" in repo_id:
         repo_id, parsed = parse_hf_id(repo_id)
@@ -330,10 +334,10 @@ def download_hf(
         reason = "repository not found (or private: log in with `hf auth login` or pass a token)"
     except RevisionNotFoundError:
         reason = "revision not found"
+    except LocalEntryNotFoundError as e:  # first: it is also an EntryNotFoundError
+        reason = f"not in the Hugging Face cache and the Hub could not be reached ({str(e).splitlines()[0]})"
     except RemoteEntryNotFoundError:
         reason = f"not a hub3d repo ({CONFIG_NAME} and {WEIGHTS_NAME} needed, one is missing)"
-    except LocalEntryNotFoundError as e:
-        reason = f"not in the Hugging Face cache and the Hub could not be reached ({str(e).splitlines()[0]})"
     except HfHubHTTPError as e:
         reason = f"HTTP error ({str(e).splitlines()[0]})"
     raise WeightsNotFoundError(f"{where} on the Hugging Face Hub: {reason}")

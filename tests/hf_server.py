@@ -306,6 +306,10 @@ def fake_hub(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    # huggingface_hub's own side files (agent registry, xet cache) go to the test's folder too.
+    monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(tmp_path / "hf_home" / ".agent_harnesses.json"), raising=False)
+    monkeypatch.setattr(constants, "HF_XET_CACHE", str(tmp_path / "hf_home" / "xet"), raising=False)
+    monkeypatch.setenv("HF_XET_CACHE", str(tmp_path / "hf_home" / "xet"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HUB3D_OFFLINE", raising=False)
     monkeypatch.delenv("HUB3D_HF_ORG", raising=False)
