@@ -43,24 +43,32 @@ def _pair(size: Size) -> tuple[int, int]:
     return int(h), int(w)
 
 
-def resize(frames, size: Size) -> torch.Tensor:
-    """Resize to (h, w) (an int: square), bilinear with antialias, uint8 rounded like PIL."""
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")  # PIL's BILINEAR, BICUBIC (antialiased), NEAREST
+
+
+def resize(frames, size: Size, interpolation: str = "bilinear") -> torch.Tensor:
+    """Resize to (h, w) (an int: square), uint8 rounded like PIL; bilinear/bicubic antialiased like PIL."""
     frames = as_frames(frames)
     h, w = _pair(size)
     if h <= 0 or w <= 0:
         raise ValueError(f"resize target must be positive, got {(h, w)}")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
     if frames.shape[1:3] == (h, w):
         return frames
     # (T, H, W, 3) viewed as (T, 3, H, W) is channels_last in memory: torch's fast uint8 antialias kernel.
     x = frames.permute(0, 3, 1, 2)
-    y = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    if interpolation == "nearest":
+        y = F.interpolate(x, size=(h, w), mode="nearest-exact")  # PIL's NEAREST samples pixel centres
+    else:
+        y = F.interpolate(x, size=(h, w), mode=interpolation, align_corners=False, antialias=True)
     return y.permute(0, 2, 3, 1)
 
 
-def resize_short_side(frames, size: int) -> torch.Tensor:
+def resize_short_side(frames, size: int, interpolation: str = "bilinear") -> torch.Tensor:
     """Resize so the short side is `size`, the long side int(size * long / short) (torchvision's Resize(int))."""
     frames = as_frames(frames)
-    return resize(frames, short_side_size(frames.shape[1], frames.shape[2], int(size)))
+    return resize(frames, short_side_size(frames.shape[1], frames.shape[2], int(size)), interpolation)
 
 
 def crop(frames, top: int, left: int, height: int, width: int) -> torch.Tensor:
@@ -110,15 +118,16 @@ def normalize(frames, cfg=None, *, value_scale: float | None = None, mean=None, 
     return x.mul_(scale.to(torch.float32).view(3, 1, 1, 1)).add_(shift.to(torch.float32).view(3, 1, 1, 1))
 
 
-def resize_for_cfg(frames, resize_spec) -> torch.Tensor:
+def resize_for_cfg(frames, resize_spec, interpolation: str = "bilinear") -> torch.Tensor:
     """cfg.resize semantics: an int resizes the short side, (h, w) resizes both sides (torchvision's 128x171)."""
     if isinstance(resize_spec, (int, np.integer)):
-        return resize_short_side(frames, int(resize_spec))
-    return resize(frames, _pair(resize_spec))
+        return resize_short_side(frames, int(resize_spec), interpolation)
+    return resize(frames, _pair(resize_spec), interpolation)
 
 
 class Preprocess:
-    """The eval pipeline of a PretrainedCfg: resize (cfg.resize), center crop (cfg.crop_size), normalize.
+    """The eval pipeline of a PretrainedCfg: resize (cfg.resize, cfg.interpolation), center crop
+    (cfg.crop_size), normalize.
 
     __call__: uint8 (T, H, W, 3) -> float32 (3, T, crop, crop). `spatial` stops before normalize (uint8)."""
 
@@ -126,7 +135,9 @@ class Preprocess:
         self.cfg = cfg
 
     def spatial(self, frames) -> torch.Tensor:
-        return center_crop(resize_for_cfg(frames, self.cfg.resize), self.cfg.crop_size)
+        cfg = self.cfg
+        return center_crop(resize_for_cfg(frames, cfg.resize, getattr(cfg, "interpolation", "bilinear")),
+                           cfg.crop_size)
 
     def __call__(self, frames) -> torch.Tensor:
         return normalize(self.spatial(frames), self.cfg)

@@ -131,3 +131,16 @@ def test_inputs_checked():
     read_only = frames.copy()
     read_only.flags.writeable = False
     assert center_crop(read_only, 8).shape == (2, 8, 8, 3)
+
+
+@pytest.mark.parametrize("interpolation,pil,tolerance", [("bicubic", Image.BICUBIC, 2), ("nearest", Image.NEAREST, 0)])
+@pytest.mark.parametrize("shape,size", [((240, 320), (112, 149)), ((60, 50), (134, 112))])
+def test_other_interpolations_match_pil(interpolation, pil, tolerance, shape, size):
+    frames = np.random.default_rng(0).integers(0, 256, (2, *shape, 3), dtype=np.uint8)
+    out = resize(frames, size, interpolation).numpy()
+    ref = np.stack([np.asarray(Image.fromarray(f).resize(size[::-1], pil)) for f in frames])
+    assert np.abs(out.astype(int) - ref).max() <= tolerance
+    cfg = CFG_2020.replace(interpolation=interpolation)
+    assert torch.equal(Preprocess(cfg).spatial(frames), center_crop(resize_short_side(frames, 112, interpolation), 112))
+    with pytest.raises(ValueError, match="interpolation"):
+        resize(frames, 8, "lanczos")
