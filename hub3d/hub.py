@@ -364,7 +364,8 @@ def download_url(url: str, dst: PathLike, sha256: Optional[str] = None, progress
     last_error: Optional[BaseException] = None
     for _ in range(retries):
         have = part.stat().st_size if part.exists() else 0
-        request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+        headers = {"User-Agent": f"hub3d/{_version()}", **({"Range": f"bytes={have}-"} if have else {})}
+        request = urllib.request.Request(url, headers=headers)
         try:
             response = urllib.request.urlopen(request, timeout=60)
         except urllib.error.HTTPError as e:
@@ -404,6 +405,12 @@ def download_url(url: str, dst: PathLike, sha256: Optional[str] = None, progress
     raise DownloadError(f"{url}: download failed after {retries} attempts ({last_error}){kept}")
 
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def _progress(total: Optional[int], initial: int, name: str, enabled: bool):
     from tqdm.auto import tqdm
 
@@ -418,12 +425,33 @@ def _progress(total: Optional[int], initial: int, name: str, enabled: bool):
 
 
 def model_card(model, repo_id: Optional[str] = None) -> str:
-    """README.md of a model's repo: HF metadata (library, pipeline, datasets, metrics, licence) + provenance."""
-    return card_for_cfg(model.arch_name, model.pretrained_cfg, repo_id=repo_id, arch_kwargs=model.arch_kwargs)
+    """README.md of a model's repo: HF metadata (library, pipeline, datasets, metrics, licence) + provenance.
+
+    A model whose classes differ from the tag it was built from (a new classifier, other labels) is described as
+    derived from that tag, without the tag's dataset and reported results.
+    """
+    from .registry import get_pretrained_cfg, is_model, list_tags
+
+    name, cfg = model.arch_name, model.pretrained_cfg
+    labels = list(model.labels)
+    derived_from = None
+    if is_model(name) and cfg.tag in list_tags(name):
+        original = get_pretrained_cfg(name, cfg.tag)
+        if original.num_classes != model.num_classes or labels != original.class_names():
+            derived_from = f"{name}.{cfg.tag}"
+            cfg = cfg.replace(metrics={}, dataset=None)
+    named = labels != [f"class_{i}" for i in range(len(labels))]
+    return card_for_cfg(name, cfg, repo_id=repo_id, arch_kwargs=model.arch_kwargs, derived_from=derived_from,
+                        labels_in_config=named)
 
 
 def card_for_cfg(
-    model_name: str, cfg: PretrainedCfg, repo_id: Optional[str] = None, arch_kwargs: Optional[dict] = None
+    model_name: str,
+    cfg: PretrainedCfg,
+    repo_id: Optional[str] = None,
+    arch_kwargs: Optional[dict] = None,
+    derived_from: Optional[str] = None,
+    labels_in_config: bool = False,
 ) -> str:
     """The model card of one set of weights, from its PretrainedCfg alone (weights/generate.py uses this too)."""
     from huggingface_hub import ModelCardData
@@ -463,11 +491,14 @@ def card_for_cfg(
         f"{cfg.interpolation})",
         f"- x = frame / 255 * {cfg.value_scale:g}; x = (x - mean) / std with mean {list(cfg.mean)}, std {list(cfg.std)}",
         f"- architecture arguments: `{kwargs}`",
-        "- labels: " + (f"`{cfg.labels}`" if cfg.labels else "class indices only")
+        "- labels: " + (f"`{cfg.labels}`" if cfg.labels else "the names in config.json" if labels_in_config
+                        else "class indices only")
         + (" (order verified against the weights)" if cfg.labels_verified else " (order not verified against the weights)"),
         "",
         "## Provenance",
         "",
+        *([f"- derived from hub3d's `{derived_from}` (new classifier or labels): the results reported for those "
+           "weights do not apply to this model", ] if derived_from else []),
         f"- release: {cfg.release or 'unknown'}",
         f"- original file: {cfg.file or '-'}" + (f" (sha256 {cfg.sha256})" if cfg.sha256 else ""),
     ]

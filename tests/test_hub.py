@@ -356,6 +356,18 @@ def test_push_to_hub_writes_a_real_repo(fake_hub, monkeypatch):
     assert json.loads(fake_hub.repo_files("me/r18-k400", "dev")["config.json"])["architecture"] == "resnet3d_10"
 
 
+def test_card_of_a_fine_tuned_model_drops_the_tag_results(monkeypatch):
+    patch_tag(monkeypatch, "resnet3d_18", "kinetics400", arch_kwargs={"shortcut_type": "A", **TINY})
+    model = tiny_tag_model()
+    assert "66.1" in hub.model_card(model) and "order verified" in hub.model_card(model)
+    model.reset_classifier(3, labels=["a", "b", "c"])
+    card = hub.model_card(model, "me/ft")
+    front = card.split("---")[1]
+    assert "datasets" not in front and "metrics" not in front and "library_name: hub3d" in front
+    assert "derived from hub3d's `resnet3d_18.kinetics400`" in card and "66.1" not in card
+    assert "labels: the names in config.json" in card
+
+
 def test_cli_push_converts_original_and_download_prints_path(fake_hub, monkeypatch, tmp_path):
     patch_tag(monkeypatch, "resnet3d_18", "kinetics400", arch_kwargs={"shortcut_type": "A", **TINY})
     source = tiny_tag_model(seed=13)
