@@ -97,6 +97,19 @@ def nearest_frame(times, tau):
     return best
 
 
+@pytest.mark.parametrize("codec,suffix", [("mpeg2video", ".mpg"), ("libx264", ".h264"), ("libx264", ".ts")])
+def test_header_frame_count_is_not_trusted(make_video, codec, suffix):
+    # MPEG-PS estimates its duration from the bit rate (1 frame here), a raw .h264 stream has no duration or
+    # count at all, MPEG-TS starts its clock at 0.08 s: decoding must still give every frame, times from 0.
+    path = make_video(17, codec=codec, suffix=suffix)
+    info = probe(path)
+    if suffix == ".h264":
+        assert info.num_frames is None and info.duration is None
+    frames = list(iter_frames(path))
+    assert [frame_id(f.image) for f in frames] == list(range(17))
+    assert [f.time for f in frames] == pytest.approx([i / 25 for i in range(17)], abs=1e-3)
+
+
 def test_variable_frame_rate_uses_timestamps(make_video):
     path = make_video(frames=pattern_frames(len(VFR_TIMES)), times=VFR_TIMES, codec="libx264")
     frames = list(iter_frames(path))
@@ -232,6 +245,21 @@ def test_truncated_mp4_raises(make_video):
     with pytest.raises(VideoError) as e:
         read_frames(path)
     assert str(path) in str(e.value)
+
+
+def test_truncated_avi_does_not_crash(make_video):
+    # The header still says 33 frames; FFmpeg's AVI demuxer gives up early without its index: what it
+    # yields must be the first frames, and read_frames must not crash.
+    path = make_video(frames=random_frames(33, 48, 64), codec="mpeg4", suffix=".avi")
+    full = read_frames(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.6)])
+    assert probe(path).num_frames == 33
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        video = read_frames(path)
+    assert 2 <= len(video) < 33
+    np.testing.assert_array_equal(video[:-1], full[: len(video) - 1])  # the last one may be cut
 
 
 def test_truncated_mkv_yields_what_it_can(make_video):
