@@ -73,6 +73,14 @@ def _frame_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: _natural_key(p.name))
 
 
+def _pil():
+    try:
+        from PIL import Image
+    except ImportError as e:  # pragma: no cover  (pillow is a dependency; a broken install still gets told why)
+        raise ImportError("reading frame folders needs Pillow: pip install pillow") from e
+    return Image
+
+
 def _check_path(source: PathLike) -> Path:
     path = Path(source)
     if not path.exists():
@@ -135,7 +143,7 @@ def probe(source: PathLike, *, source_fps: Optional[float] = None) -> VideoInfo:
     path = _check_path(source)
     if path.is_dir():
         files = _frame_files(path)
-        from PIL import Image
+        Image = _pil()
 
         try:
             with Image.open(files[0]) as im:
@@ -162,7 +170,7 @@ def probe(source: PathLike, *, source_fps: Optional[float] = None) -> VideoInfo:
         try:  # the first frame carries the display matrix and the decoder's real output format
             first = next(container.decode(stream))
             width, height, pix_fmt = first.width, first.height, first.format.name
-            rotation = int(first.rotation or 0)
+            rotation = int(getattr(first, "rotation", 0) or 0)  # PyAV >= 13
         except (StopIteration, Exception):  # noqa: BLE001  (header facts are still worth returning)
             pass
         if int(round(rotation / 90.0)) % 2:
@@ -234,7 +242,7 @@ def _decode_file(path: Path, start: Optional[float], end: Optional[float], short
 
 
 def _frame_image(frame, short_side: Optional[int]) -> np.ndarray:
-    image = _rotate(frame.to_ndarray(format="rgb24"), int(frame.rotation or 0))
+    image = _rotate(frame.to_ndarray(format="rgb24"), int(getattr(frame, "rotation", 0) or 0))
     return _resize_short_side(image, short_side) if short_side else image
 
 
@@ -244,7 +252,7 @@ def _decode_folder(path: Path, fps: float, start: Optional[float], end: Optional
     shape = []
 
     def load(file):
-        from PIL import Image
+        Image = _pil()
 
         try:
             with Image.open(file) as im:
