@@ -306,9 +306,8 @@ def download_hf(
     except ImportError:  # huggingface_hub < 1.0: the HTTP 404 of a file was EntryNotFoundError itself
         from huggingface_hub.errors import EntryNotFoundError as RemoteEntryNotFoundError
 
-    if repo_id.startswith(HF_PREFIX) or "@" in repo_id:
-        repo_id, parsed = parse_hf_id(repo_id)
-        revision = revision or parsed
+    repo_id, parsed = parse_hf_id(repo_id)  # also accepts 'hf-hub:org/name@rev'; a malformed id is a ValueError
+    revision = revision or parsed
     where = f"{repo_id}" + (f"@{revision}" if revision else "")
 
     def get(filename: str, rev: Optional[str], local: bool) -> Path:

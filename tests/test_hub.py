@@ -118,6 +118,8 @@ def test_hf_hub_prefix_and_pinned_revision(fake_hub, tmp_path):
         hub.download_hf("me/finetuned", revision="nope")
     with pytest.raises(hub.WeightsNotFoundError, match="me/missing.*repository not found"):
         hub3d.load("hf-hub:me/missing")
+    with pytest.raises(ValueError, match="not a Hugging Face Hub repo id"):
+        hub3d.load("hf-hub:no-org")
     fake_hub.add_repo("me/not-hub3d", {"README.md": b"hi"})
     with pytest.raises(hub.WeightsNotFoundError, match="not a hub3d repo"):
         hub.download_hf("me/not-hub3d")
@@ -156,6 +158,21 @@ def test_missing_everywhere_names_file_folder_and_command(fake_hub):
     assert str(cache / "resnet-34-kinetics.pth") in message
     assert fake_hub.count("HEAD", "/hub3d/resnet3d_34.kinetics400/resolve/main/config.json") == 1
     assert isinstance(err.value, FileNotFoundError)
+
+
+def test_every_tag_without_weights_says_where_they_are(fake_hub, monkeypatch):
+    set_offline(monkeypatch)
+    for key in hub3d.list_pretrained():
+        name, tag = key.split(".", 1)
+        cfg = hub3d.get_pretrained_cfg(name, tag)
+        if cfg.release == "bundled":
+            continue
+        with pytest.raises(hub.WeightsNotFoundError) as err:
+            hub.fetch_weights(name, cfg)
+        message = str(err.value)
+        assert f"'{hub.original_file_name(cfg)}'" in message and (cfg.drive_folder or cfg.url) in message, key
+        assert f"--model {name} --tag {tag}" in message and hub.hf_repo_id(name, cfg) in message, key
+    assert fake_hub.requests == []
 
 
 def test_hf_corrupted_byte_is_caught_and_not_kept(fake_hub, monkeypatch, tmp_path):
