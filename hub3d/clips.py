@@ -126,9 +126,8 @@ def iter_clips(
 
 
 def _video_clips(path, preprocess, clip_len, stride, tail, fps, start, end, source_fps):
-    from .video import VideoError, iter_frames, probe
+    from . import video
 
-    rate = fps or probe(path, source_fps=source_fps).fps
     lookahead = 1 if tail == "2017" else 0  # 2017 keeps a full window only if a frame follows it
     # Frames of the current window(s) only: resized + cropped uint8 frames wait in `pending`, then are
     # normalised together into `store` (frames base, base + 1, ...) when a clip needs them. Batching the
@@ -147,15 +146,16 @@ def _video_clips(path, preprocess, clip_len, stride, tail, fps, start, end, sour
             store = x if store is None else torch.cat([store, x], dim=1)
             pending = []
         idx = torch.tensor(loop_indices(s, e, clip_len)) - base
-        return Clip(path, store.index_select(1, idx), (s, e), (times[s], times[e - 1] + 1.0 / rate), k)
+        # seconds: first frame's time, last real frame's time + its nominal duration (1 / fps)
+        return Clip(path, store.index_select(1, idx), (s, e), (times[s][0], sum(times[e - 1])), k)
 
     n = 0
-    for frame in iter_frames(path, fps=fps, start=start, end=end, source_fps=source_fps):
-        i = frame.index
+    timed = video.timed_frames(path, fps=fps, start=start, end=end, source_fps=source_fps)
+    for i, (t, image, duration) in enumerate(timed):
         n = i + 1
         if i >= k * stride:  # frames in the gaps between windows (stride > clip_len) are never kept
-            times[i] = frame.time
-            pending.append(preprocess.spatial(frame.image)[0].numpy())
+            times[i] = (t, duration)
+            pending.append(preprocess.spatial(image)[0].numpy())
         s = k * stride
         if s + clip_len + lookahead == n:  # window k is complete, and certainly one of the final windows
             yield emit(k, s, s + clip_len)
@@ -166,7 +166,7 @@ def _video_clips(path, preprocess, clip_len, stride, tail, fps, start, end, sour
             base = keep_from
             times = {j: t for j, t in times.items() if j >= keep_from}
     if n == 0:
-        raise VideoError(path, f"no frame in the requested range (start={start}, end={end})")
+        raise video.VideoError(path, f"no frame in the requested range (start={start}, end={end})")
     windows = clip_windows(n, clip_len, stride, tail)
     if not windows:
         warnings.warn(f"{path}: {n} frames, fewer than a clip of {clip_len} with tail={tail!r}: no clip "

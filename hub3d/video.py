@@ -325,9 +325,18 @@ def iter_frames(
     short_side: resize each frame so its short side is this (bilinear with antialias, PIL's within 1 level;
         long side int(size * long / short)).
     source_fps: frame rate of a frame folder (default 25); ignored for files (their timestamps rule).
-    Raises VideoError for missing, empty, non-video, audio-only and undecodable files; a truncated file
-    yields the frames before the damage (with a warning). A range with no frame yields nothing.
+    Raises VideoError for missing, empty, non-video, audio-only and undecodable files (a missing path and
+    bad arguments at the call, the others at the first frame); a truncated file yields the frames before
+    the damage (with a warning). A range with no frame yields nothing.
     """
+    timed = timed_frames(source, fps=fps, start=start, end=end, short_side=short_side, source_fps=source_fps)
+    return (Frame(image, i, t) for i, (t, image, _) in enumerate(timed))
+
+
+def timed_frames(source: PathLike, *, fps=None, start=None, end=None, short_side=None,
+                 source_fps=None) -> Iterator[tuple[float, np.ndarray, float]]:
+    """iter_frames' engine: (time, image, duration), duration being the frame's nominal length (1 / the
+    stream's frame rate, 1 / fps when resampling), which clip end times need. Same arguments."""
     path = _check_path(source)
     if fps is not None and fps <= 0:
         raise ValueError(f"fps must be > 0, got {fps}")
@@ -340,11 +349,8 @@ def iter_frames(
     else:
         decoded = _decode_file(path, dec_start, dec_end, short_side, seek=start)
     if fps is None:
-        frames = ((t, load()) for t, load, _ in decoded if end is None or t < end - _EPS)
-    else:
-        frames = _resample(decoded, fps, start, end)
-    for i, (t, image) in enumerate(frames):
-        yield Frame(image, i, t)
+        return ((t, load(), d) for t, load, d in decoded if end is None or t < end - _EPS)
+    return ((t, image, 1.0 / fps) for t, image in _resample(decoded, fps, start, end))
 
 
 def read_frames(source: PathLike, **kwargs) -> np.ndarray:

@@ -222,14 +222,14 @@ def test_iter_clips_streams(lossless, monkeypatch):
 
     path = lossless(33)
     decoded = []
-    original = video.iter_frames
+    original = video.timed_frames
 
     def spy(*args, **kw):
-        for frame in original(*args, **kw):
-            decoded.append(frame.index)
-            yield frame
+        for item in original(*args, **kw):
+            decoded.append(item[0])
+            yield item
 
-    monkeypatch.setattr(video, "iter_frames", spy)
+    monkeypatch.setattr(video, "timed_frames", spy)
     it = iter_clips(path, CFG)
     first = next(it)
     assert first.frames == (0, 16) and len(decoded) == 16

@@ -228,6 +228,9 @@ def test_bad_files_raise_video_error_naming_the_path(tmp_path, kind):
         with pytest.raises(VideoError, match=reason) as e:
             call(path)
         assert str(path) in str(e.value) and e.value.path == str(path)
+    if kind in ("missing", "empty"):  # found at the call, before any iteration
+        with pytest.raises(VideoError, match=reason):
+            iter_frames(path)
 
 
 def test_video_error_pickles(tmp_path):
