@@ -194,6 +194,20 @@ def test_hf_corrupted_byte_is_caught_and_not_kept(fake_hub, monkeypatch, tmp_pat
     assert same_weights(hub3d.load("hf-hub:me/tiny"), model)
 
 
+def test_hf_interrupted_download_restarts_cleanly(fake_hub, tmp_path):
+    model = hub3d.create_model("resnet3d_10", num_classes=2, widen_factor=0.25)
+    files = hub3d_files(model, tmp_path)
+    fake_hub.add_repo("me/tiny", files)
+    cdn = f"/cdn/{hashlib.sha256(files['model.safetensors']).hexdigest()}"
+    fake_hub.cut_after[cdn] = [4096, 1]
+    assert same_weights(hub3d.load("hf-hub:me/tiny"), model)
+    # huggingface_hub retried the transfer itself (2.4 restarts it from zero) and kept no partial file.
+    assert fake_hub.count("GET", cdn) == 2
+    from huggingface_hub import constants
+
+    assert not list(Path(constants.HF_HUB_CACHE).rglob("*.incomplete"))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Original files: dropped into the cache, or downloaded from their URL.
 
