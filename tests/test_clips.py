@@ -238,3 +238,26 @@ def test_iter_clips_streams(lossless, monkeypatch):
         rest = list(it)
     assert [c.frames for c in rest] == [(16, 32), (32, 33)] and len(decoded) == 33
     assert np.isfinite(first.clip.numpy()).all()
+
+
+def test_clips_feed_a_model(make_video):
+    import hub3d
+
+    model = hub3d.create_model("resnet3d_10", num_classes=5, widen_factor=0.25).eval()
+    path = make_video(20, 40, 56, codec="libx264")
+    clips = list(iter_clips(path, model, clip_len=8, resize=32, crop_size=32))
+    assert [c.frames for c in clips] == [(0, 8), (8, 16), (16, 20)]
+    with torch.no_grad():
+        out = model(torch.stack([c.clip for c in clips]))
+    assert out.shape == (3, 5) and torch.isfinite(out).all()
+
+
+def test_iter_clips_rotated_and_vfr(make_video):
+    times = [0.0, 0.1, 0.15, 0.5, 0.52, 1.0]
+    path = make_video(frames=np.stack([np.full((48, 64, 3), level_of(i), np.uint8) for i in range(6)]),
+                      times=times, rotation=90, codec="libx264")
+    clips = list(iter_clips(path, CFG.replace(resize=16), clip_len=4))
+    assert [c.frames for c in clips] == [(0, 4), (4, 6)]
+    assert clips[0].seconds[0] == pytest.approx(0.0) and clips[1].seconds[0] == pytest.approx(0.52, abs=1e-3)
+    assert clips[1].seconds[1] > 1.0  # the last frame's time + its nominal duration
+    assert [clip_frame_ids(c) for c in clips] == [[0, 1, 2, 3], [4, 5, 4, 5]]
