@@ -9,9 +9,9 @@ def main():
 
 
 def _add_commands():
-    from . import demo, hub, predict, zoo
+    from . import demo, hub, predict, train, zoo
 
-    for module in (zoo, predict, demo, hub):
+    for module in (zoo, predict, demo, hub, train):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -1,0 +1,625 @@
+"""Training and validation loops, checkpoints, exact resume, final export.
+
+One ``Trainer`` per process. It is the same code on one CPU, one GPU or N GPUs under torchrun: the model is
+DDP-wrapped and the samplers are DistributedSamplers when WORLD_SIZE > 1, and only rank 0 writes.
+
+Exact resume: the shuffling order is a function of (seed, epoch) and every sample's augmentation of
+(seed, epoch, index), whatever the number of DataLoader workers; a checkpoint holds the model, optimizer,
+scheduler, grad scaler, torch RNG state, the epoch count and the metric history. Training that stops after
+epoch k and resumes from its checkpoint ends with the same weights as training that never stopped
+(tests/test_train.py checks this bit for bit on CPU).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+from ..io import write_csv, write_json
+from .augment import MULTISCALE, POSITIONS, TrainTransform, hflip_label_map
+from .distributed import (
+    DistInfo,
+    all_gather_objects,
+    all_reduce_sum,
+    barrier,
+    broadcast_buffers,
+    cleanup,
+    init_distributed,
+    state_sha256,
+    unwrap,
+    wrap_model,
+)
+
+log = logging.getLogger("hub3d.train")
+CHECKPOINT_FORMAT = "hub3d-train-checkpoint"
+# The CVPR paper's stage names (conv2_x ... conv5_x) -> hub3d's module names.
+STAGE_ALIASES = {"conv1": "conv1", "conv2_x": "layer1", "conv3_x": "layer2", "conv4_x": "layer3",
+                 "conv5_x": "layer4"}
+AMP_DTYPES = {"none": None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run (the CLI's flags). Defaults are the papers' recipe where they give one."""
+
+    # data
+    data: str = "synthetic"
+    val_data: Optional[str] = None  # default: the data's own validation split (synthetic: a new seed)
+    format: str = "auto"
+    annotations: Optional[str] = None
+    video_root: Optional[str] = None
+    split: int = 1
+    classes: Optional[str] = None  # class list file: explicit class order
+    synthetic_videos: int = 2000
+    synthetic_val_videos: int = 200
+    synthetic_frames: int = 32
+    synthetic_size: int = 64
+    # model
+    model: str = "resnet3d_18"
+    model_kwargs: dict = field(default_factory=dict)
+    pretrained: Optional[str] = None
+    finetune_from: Optional[str] = None  # a stage (layer1..layer4, conv2_x..conv5_x, fc) or "all"
+    tag: Optional[str] = None  # tag written into the exported PretrainedCfg
+    clip_len: Optional[int] = None  # default: the model's PretrainedCfg
+    crop_size: Optional[int] = None
+    # optimisation (Hara et al.: SGD 0.9, wd 1e-3, lr 0.1 /10 three times on a val-loss plateau)
+    epochs: int = 10
+    batch_size: int = 32  # per process: the global batch is batch_size x world size
+    lr: float = 0.1
+    head_lr: Optional[float] = None  # lr of the classifier (default: lr)
+    momentum: float = 0.9
+    dampening: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 1e-3
+    scheduler: str = "plateau"  # plateau | cosine | multistep | none
+    lr_factor: float = 0.1
+    lr_drops: int = 3  # plateau: at most this many divisions
+    patience: int = 10  # plateau: epochs without val-loss improvement before dividing
+    milestones: tuple = ()
+    warmup_epochs: int = 0  # linear warm-up (large-batch training)
+    # augmentation
+    scales: tuple = MULTISCALE
+    positions: tuple = POSITIONS
+    hflip: float = 0.5
+    # execution
+    device: str = "auto"
+    amp: str = "none"  # none | bf16 | fp16
+    channels_last: bool = False
+    sync_bn: bool = False
+    workers: int = 2
+    threads: Optional[int] = None  # torch intra-op threads per process
+    seed: int = 0
+    max_steps: Optional[int] = None  # per epoch (smoke tests, benchmarks)
+    # outputs
+    out: str = "runs/train"
+    resume: Optional[str] = None
+    checkpoint_every: int = 1
+    val_every: int = 1
+    val_batch_size: Optional[int] = None
+    export: str = "best"  # best | last
+    progress: bool = True
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["scales"], d["positions"], d["milestones"] = list(self.scales), list(self.positions), list(self.milestones)
+        return d
+
+
+# ------------------------------------------------------------------------------------------------ data
+class TrainClips(torch.utils.data.Dataset):
+    """A dataset's videos -> augmented training clips; sample i of epoch e uses rng (seed, e, i)."""
+
+    def __init__(self, base, transform: TrainTransform, seed: int):
+        self.base, self.transform, self.seed, self.epoch = base, transform, int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, index):
+        from ..video import VideoError
+
+        try:
+            frames = self.base.video(index)
+        except VideoError as e:  # logged and skipped: one bad file never ends an epoch
+            log.warning("skipped unreadable video: %s", e)
+            return None
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        return self.transform(frames, self.base.label(index), rng)
+
+
+def collate_skip_none(batch):
+    batch = [b for b in batch if b is not None]
+    if not batch:
+        return None
+    return torch.stack([b[0] for b in batch]), torch.tensor([b[1] for b in batch], dtype=torch.long)
+
+
+def _seed_worker(worker_id):  # workers get their torch seed from the loader; keep numpy's in step
+    np.random.seed(torch.initial_seed() % 2 ** 32)
+
+
+# ----------------------------------------------------------------------------------------------- model
+def resolve_stage(model: nn.Module, stage: str) -> str:
+    stage = STAGE_ALIASES.get(stage, stage)
+    if stage == "fc":
+        stage = getattr(model, "classifier_name", "fc")
+    return stage
+
+
+def build_model(cfg: TrainConfig, classes: Sequence[str]) -> nn.Module:
+    """Random init, or pretrained weights (a tag or a file) with a new classifier when the classes differ."""
+    from ..loader import load
+
+    classes = list(classes)
+    if cfg.pretrained:
+        pretrained = True if cfg.pretrained in ("default", "true", "True") else cfg.pretrained
+        model = load(cfg.model, pretrained=pretrained, **cfg.model_kwargs)
+        if list(model.labels) != classes:
+            model.reset_classifier(len(classes), labels=classes)
+    else:
+        model = load(cfg.model, num_classes=len(classes), **cfg.model_kwargs)
+        model.labels = classes
+    pcfg = model.pretrained_cfg
+    if pcfg.labels is not None and list(pcfg.class_names()) != classes:
+        pcfg = pcfg.replace(labels=None)
+    changes = {k: v for k, v in (("clip_len", cfg.clip_len), ("crop_size", cfg.crop_size)) if v}
+    if cfg.crop_size and isinstance(pcfg.resize, int):
+        changes["resize"] = cfg.crop_size
+    model.pretrained_cfg = pcfg.replace(**changes) if changes else pcfg
+    if cfg.finetune_from and cfg.finetune_from != "all":
+        model.freeze_until(resolve_stage(model, cfg.finetune_from))
+    return model
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD; the classifier gets head_lr (fine-tuning), the rest lr. Frozen parameters are left out."""
+    head = {id(p) for p in model.get_classifier().parameters()}
+    body = [p for p in model.parameters() if p.requires_grad and id(p) not in head]
+    head_params = [p for p in model.get_classifier().parameters() if p.requires_grad]
+    groups = [g for g in ({"params": body, "lr": cfg.lr, "name": "body"},
+                          {"params": head_params, "lr": cfg.head_lr or cfg.lr, "name": "head"}) if g["params"]]
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, dampening=cfg.dampening,
+                           nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+
+
+def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
+    if cfg.scheduler == "plateau":
+        # min_lr stops the divisions after lr_drops of them (just under lr * factor**drops, so float
+        # rounding cannot block the last one).
+        min_lrs = [g["lr"] * cfg.lr_factor ** cfg.lr_drops * (1 - 1e-6) for g in opt.param_groups]
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_factor,
+                                                          patience=cfg.patience, min_lr=min_lrs)
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs - cfg.warmup_epochs, 1))
+    if cfg.scheduler == "multistep":
+        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones), gamma=cfg.lr_factor)
+    if cfg.scheduler == "none":
+        return None
+    raise ValueError(f"unknown scheduler {cfg.scheduler!r}: plateau, cosine, multistep or none")
+
+
+# ------------------------------------------------------------------------------------------- metrics
+def topk_correct(scores: torch.Tensor, targets: torch.Tensor, ks=(1, 5)) -> list[int]:
+    """How many rows have their target among the k best scores, for each k (k capped at the class count)."""
+    out = []
+    for k in ks:
+        top = scores.topk(min(k, scores.shape[1]), dim=1).indices
+        out.append(int((top == targets[:, None]).any(dim=1).sum()))
+    return out
+
+
+def _fmt(metrics: dict) -> str:
+    parts = []
+    for k, v in metrics.items():
+        if isinstance(v, float):
+            parts.append(f"{k} {v:.4g}")
+        elif isinstance(v, int):
+            parts.append(f"{k} {v}")
+    return "  ".join(parts)
+
+
+@torch.no_grad()
+def video_logits(model, dataset, indices=None, batch_size=16, device=None, amp="none", channels_last=False,
+                 progress=None):
+    """Yield (index, clip logits (n_clips, num_classes) float32) per video, or (index, None) if unreadable.
+
+    The inference engine's clips: hub3d.clips windows (non-overlapping, loop-padded tail), centre crops by
+    hub3d.transforms.Preprocess, run by hub3d.inference.ClipRunner; softmax then mean over a video's clips
+    gives the probabilities hub3d.classify reports. Clips of several videos share batches.
+    """
+    from ..clips import clip_windows, loop_indices
+    from ..inference import ClipRunner
+    from ..transforms import Preprocess
+    from ..video import VideoError
+
+    indices = range(len(dataset)) if indices is None else indices
+    runner = ClipRunner(model, "logits", device, precision="fp32" if amp in ("none", "fp32") else amp,
+                        channels_last=channels_last)
+    cfg = model.pretrained_cfg
+    preprocess = Preprocess(cfg)
+    pending, owners, done = [], [], {}
+    counts = {}  # video -> clips still to come back
+    order = []
+
+    def run():
+        logits = torch.from_numpy(runner(torch.stack(pending)))
+        for j, row in zip(owners, logits):
+            done.setdefault(j, []).append(row)
+        pending.clear()
+        owners.clear()
+
+    def ready():
+        while order and (order[0] not in counts or len(done.get(order[0], ())) == counts[order[0]]):
+            i = order.pop(0)
+            if i not in counts:
+                yield i, None
+            else:
+                del counts[i]
+                yield i, torch.stack(done.pop(i))
+
+    for i in (progress(indices) if progress else indices):
+        order.append(i)
+        try:
+            frames = dataset.video(i)
+        except VideoError as e:
+            log.warning("skipped unreadable video: %s", e)
+        else:
+            clip = preprocess(frames)  # (3, T, crop, crop): each frame preprocessed once
+            windows = clip_windows(clip.shape[1], cfg.clip_len, cfg.stride, "loop")
+            counts[i] = len(windows)
+            for s, e in windows:
+                pending.append(clip[:, loop_indices(s, e, cfg.clip_len)])
+                owners.append(i)
+                if len(pending) >= batch_size:
+                    run()
+        yield from ready()
+    if pending:
+        run()
+    yield from ready()
+
+
+# ------------------------------------------------------------------------------------------- trainer
+class Trainer:
+    def __init__(self, cfg: TrainConfig, info: Optional[DistInfo] = None):
+        from ..data import build_dataset, read_classes
+
+        self.cfg = cfg
+        self.info = info or init_distributed(cfg.device)
+        self.device = self.info.device
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if cfg.amp not in AMP_DTYPES:
+            raise ValueError(f"unknown --amp {cfg.amp!r}: none, bf16 or fp16")
+        if cfg.amp == "fp16" and self.device.type == "cpu":
+            raise ValueError("--amp fp16 needs a GPU; on CPU use bf16")
+        self.out = Path(cfg.out)
+        self._setup_logging()
+        torch.manual_seed(cfg.seed)
+
+        classes = read_classes(cfg.classes) if cfg.classes else None
+        common = dict(fmt=cfg.format, annotations=cfg.annotations, video_root=cfg.video_root, split=cfg.split,
+                      synthetic_frames=cfg.synthetic_frames, synthetic_size=cfg.synthetic_size, seed=cfg.seed)
+        self.train_set = build_dataset(cfg.data, train=True, classes=classes,
+                                       synthetic_videos=cfg.synthetic_videos, **common)
+        classes = list(self.train_set.classes)
+        self.val_set = None
+        if cfg.val_data or cfg.data == "synthetic" or cfg.format in ("ucf101", "hmdb51") or (
+                Path(cfg.data).is_dir() and (Path(cfg.data) / "val").is_dir()):
+            self.val_set = build_dataset(cfg.val_data or cfg.data, train=False, classes=classes,
+                                         synthetic_videos=cfg.synthetic_val_videos, **common)
+        self.classes = classes
+
+        model = build_model(cfg, classes).to(self.device)
+        self.model_cfg = model.pretrained_cfg
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last_3d)
+        self.model = wrap_model(model, self.info, cfg.sync_bn)
+        self.optimizer = build_optimizer(unwrap(self.model), cfg)
+        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        self.scheduler = build_scheduler(self.optimizer, cfg)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
+        self.transform = TrainTransform(self.model_cfg, scales=cfg.scales, positions=cfg.positions,
+                                        hflip_prob=cfg.hflip, hflip_labels=hflip_label_map(self.train_set))
+        self.clips = TrainClips(self.train_set, self.transform, cfg.seed)
+        if self.info.distributed:
+            self.sampler = DistributedSampler(self.clips, self.info.world_size, self.info.rank, shuffle=True,
+                                              seed=cfg.seed, drop_last=True)
+        else:
+            self.sampler = None
+        self.start_epoch, self.history, self.best = 0, [], None
+        if cfg.resume:
+            self.load_checkpoint(self.find_checkpoint(cfg.resume))
+
+    # -------------------------------------------------------------------------------- logging/files
+    def _setup_logging(self):
+        log.setLevel(logging.INFO)
+        log.propagate = False
+        for h in list(log.handlers):
+            log.removeHandler(h)
+            h.close()
+        if not self.info.is_main:
+            log.addHandler(logging.NullHandler())
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+        for h in (logging.StreamHandler(sys.stdout), logging.FileHandler(self.out / "train.log", encoding="utf-8")):
+            h.setFormatter(fmt)
+            log.addHandler(h)
+
+    def _progress(self, iterable, total, desc):
+        if not (self.cfg.progress and self.info.is_main):
+            return iterable
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
+
+    # ------------------------------------------------------------------------------------- loaders
+    def _loader(self, epoch: int) -> DataLoader:
+        self.clips.set_epoch(epoch)
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+            sampler = self.sampler
+        else:
+            g = torch.Generator()
+            g.manual_seed(self.cfg.seed * 1_000_003 + epoch)  # the order is a function of (seed, epoch)
+            sampler = RandomSampler(self.clips, generator=g)
+        return DataLoader(self.clips, batch_size=self.cfg.batch_size, sampler=sampler,
+                          num_workers=self.cfg.workers, collate_fn=collate_skip_none, drop_last=True,
+                          pin_memory=self.device.type == "cuda", worker_init_fn=_seed_worker,
+                          persistent_workers=False, prefetch_factor=4 if self.cfg.workers else None)
+
+    def _autocast(self):
+        dtype = AMP_DTYPES[self.cfg.amp]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def _to_device(self, x):
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last_3d) if self.cfg.channels_last else x
+
+    # ------------------------------------------------------------------------------------ epochs
+    def _set_warmup_lr(self, epoch: int, step: int, steps: int):
+        if epoch < self.cfg.warmup_epochs:
+            frac = (epoch * steps + step + 1) / (self.cfg.warmup_epochs * steps)
+            for g, base in zip(self.optimizer.param_groups, self.base_lrs):
+                g["lr"] = base * frac
+
+    def train_epoch(self, epoch: int) -> dict:
+        self.model.train()
+        loader = self._loader(epoch)
+        steps = len(loader) if self.cfg.max_steps is None else min(len(loader), self.cfg.max_steps)
+        loss_sum, correct, n = 0.0, 0, 0
+        t0 = time.perf_counter()
+        bar = self._progress(loader, steps, f"epoch {epoch + 1}/{self.cfg.epochs}")
+        for step, batch in enumerate(bar):
+            if step >= steps:
+                break
+            if batch is None:
+                continue
+            self._set_warmup_lr(epoch, step, steps)
+            x, y = self._to_device(batch[0]), batch[1].to(self.device, non_blocking=True)
+            with self._autocast():
+                logits = self.model(x)
+            loss = F.cross_entropy(logits.float(), y)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"epoch {epoch + 1} step {step}: loss is {loss.item()} (lower --lr?)")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            loss_sum += loss.item() * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            n += len(y)
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{loss_sum / n:.3f}", acc=f"{correct / n:.3f}")
+        seconds = time.perf_counter() - t0
+        loss_sum, correct, n = all_reduce_sum([loss_sum, correct, n], self.info)
+        return {"train_loss": loss_sum / max(n, 1), "train_clip_acc1": correct / max(n, 1),
+                "train_clips": int(n), "train_seconds": seconds, "train_clips_per_s": n / max(seconds, 1e-9)}
+
+    def validate(self, dataset=None) -> dict:
+        """Clip and video accuracy (top-1/top-5) and clip loss on the validation videos (see video_logits).
+
+        Ranks split the videos (every rank-th one); the sums are reduced over the ranks.
+        """
+        dataset = dataset or self.val_set
+        model = unwrap(self.model)
+        indices = list(range(self.info.rank, len(dataset), self.info.world_size))
+        stats = np.zeros(8)  # clip loss sum, clip top1, clip top5, clips, video top1, video top5, videos, skipped
+        scores = video_logits(model, dataset, indices, self.cfg.val_batch_size or self.cfg.batch_size,
+                              self.device, self.cfg.amp, self.cfg.channels_last,
+                              progress=lambda it: self._progress(it, len(indices), "validate"))
+        for i, logits in scores:
+            if logits is None:
+                stats[7] += 1
+                continue
+            targets = torch.full((len(logits),), dataset.label(i), dtype=torch.long)
+            stats[0] += float(F.cross_entropy(logits, targets, reduction="sum"))
+            stats[1:3] += topk_correct(logits, targets)
+            stats[3] += len(targets)
+            stats[4:6] += topk_correct(logits.softmax(1).mean(0, keepdim=True), targets[:1])
+            stats[6] += 1
+        model.train()
+        total = all_reduce_sum(stats.tolist(), self.info)
+        clips, videos = max(total[3], 1), max(total[6], 1)
+        return {"val_loss": total[0] / clips, "val_clip_acc1": total[1] / clips, "val_clip_acc5": total[2] / clips,
+                "val_video_acc1": total[4] / videos, "val_video_acc5": total[5] / videos,
+                "val_videos": int(total[6]), "val_skipped": int(total[7])}
+
+    # ---------------------------------------------------------------------------------- checkpoints
+    def checkpoint_state(self, epoch: int) -> dict:
+        model = unwrap(self.model)
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": epoch,  # epochs completed
+            "arch": model.arch_name,
+            "arch_kwargs": dict(model.arch_kwargs),
+            "labels": list(model.labels),
+            "pretrained_cfg": model.pretrained_cfg.to_dict(),
+            "state_dict": model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
+            "best": self.best,
+            "history": self.history,
+            "config": self.cfg.to_dict(),
+        }
+
+    def save_checkpoint(self, path: Path, epoch: int) -> None:
+        if not self.info.is_main:
+            return
+        from ..io import atomic_write
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = self.checkpoint_state(epoch)
+        with atomic_write(path, "wb") as f:
+            torch.save(state, f)
+
+    def find_checkpoint(self, resume: str) -> Path:
+        """A checkpoint file, or a run directory (its latest checkpoints/epoch_*.pt)."""
+        path = Path(resume)
+        if path.is_dir():
+            ckpts = sorted((path / "checkpoints").glob("epoch_*.pt")) or sorted(path.glob("epoch_*.pt"))
+            if not ckpts:
+                raise ValueError(f"{path}: no checkpoints/epoch_*.pt to resume from")
+            path = ckpts[-1]
+        if not path.exists():
+            raise ValueError(f"{path}: no such checkpoint")
+        return path
+
+    def load_checkpoint(self, path: Path) -> None:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path}: not a hub3d training checkpoint (use --pretrained for model weights)")
+        model = unwrap(self.model)
+        if state["arch"] != model.arch_name:
+            raise ValueError(f"{path}: a {state['arch']} checkpoint, but --model is {model.arch_name}")
+        if list(state["labels"]) != list(model.labels):
+            raise ValueError(f"{path}: its {len(state['labels'])} classes differ from this run's data")
+        model.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.start_epoch, self.best, self.history = int(state["epoch"]), state["best"], list(state["history"])
+        log.info("resumed from %s (epoch %d done)", path, self.start_epoch)
+
+    # ---------------------------------------------------------------------------------------- fit
+    def _scheduler_step(self, metrics: dict) -> None:
+        if self.scheduler is None or self.start_epoch < self.cfg.warmup_epochs:
+            return
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            # The paper watches the validation loss; without validation data, the training loss.
+            self.scheduler.step(metrics.get("val_loss", metrics["train_loss"]))
+        else:
+            self.scheduler.step()
+
+    def _is_better(self, metrics: dict) -> bool:
+        key, sign = ("val_video_acc1", 1) if "val_video_acc1" in metrics else ("train_loss", -1)
+        value = sign * metrics[key]
+        if self.best is None or value > self.best:
+            self.best = value
+            return True
+        return False
+
+    def fit(self) -> dict:
+        cfg, info = self.cfg, self.info
+        model = unwrap(self.model)
+        n_params = sum(p.numel() for p in model.parameters())
+        n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        log.info("hub3d train: %s (%s params, %s trainable), %d classes, %d train videos%s, %d process(es) on %s",
+                 model.arch_name, f"{n_params:,}", f"{n_train:,}", len(self.classes), len(self.train_set),
+                 f", {len(self.val_set)} val videos" if self.val_set is not None else "", info.world_size,
+                 self.device)
+        log.info("recipe: %s; global batch %d", self.transform, cfg.batch_size * info.world_size)
+        ckpt_dir = self.out / "checkpoints"
+        for epoch in range(self.start_epoch, cfg.epochs):
+            metrics = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
+            metrics.update(self.train_epoch(epoch))
+            if self.val_set is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+                metrics.update(self.validate())
+            self.start_epoch = epoch + 1
+            self._scheduler_step(metrics)
+            better = self._is_better(metrics) if ("val_loss" in metrics or self.val_set is None) else False
+            self.history.append(metrics)
+            log.info("epoch %d/%d  %s", epoch + 1, cfg.epochs, _fmt({k: v for k, v in metrics.items() if k != "epoch"}))
+            if info.is_main:
+                write_csv(self.out / "metrics.csv", self.history, fieldnames=_columns(self.history))
+                write_json(self.out / "metrics.json", self.history)
+                if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+                    self.save_checkpoint(ckpt_dir / f"epoch_{epoch + 1:04d}.pt", epoch + 1)
+                if better:
+                    self.save_checkpoint(ckpt_dir / "best.pt", epoch + 1)
+            barrier(info)
+        return self.finish()
+
+    def finish(self) -> dict:
+        """Sync buffers, check every rank holds the same weights, export (save_pretrained) on rank 0."""
+        cfg, info = self.cfg, self.info
+        model = unwrap(self.model)
+        broadcast_buffers(self.model, info)
+        digests = all_gather_objects(state_sha256(model), info)
+        if len(set(digests)) != 1:
+            raise RuntimeError(f"ranks hold different weights after training: {digests}")
+        exported_epoch = self.start_epoch
+        best_path = self.out / "checkpoints" / "best.pt"
+        if cfg.export == "best" and info.is_main and best_path.exists():
+            state = torch.load(best_path, map_location="cpu", weights_only=True)
+            model.load_state_dict(state["state_dict"])
+            exported_epoch = int(state["epoch"])
+        final = {"epochs": self.start_epoch, "exported_epoch": exported_epoch, "world_size": info.world_size,
+                 "rank_state_sha256": digests}
+        for m in self.history:
+            if m["epoch"] == exported_epoch:
+                final.update({k: v for k, v in m.items() if k.startswith("val_")})
+        if info.is_main:
+            metrics = {k: round(v, 4) for k, v in final.items() if k.startswith("val_") and isinstance(v, float)}
+            model.pretrained_cfg = model.pretrained_cfg.replace(
+                tag=cfg.tag or model.pretrained_cfg.tag, labels_verified=True, metrics=metrics,
+                dataset=cfg.data if cfg.data == "synthetic" else Path(cfg.data).name, file=None, url=None,
+                sha256=None, drive_folder=None, hf_hub_id=None)
+            model.save_pretrained(self.out, config_extra={"training": {
+                "config": cfg.to_dict(), "epochs": self.start_epoch, "exported_epoch": exported_epoch}})
+            write_json(self.out / "final_metrics.json", final)
+            log.info("exported epoch %d to %s (hub3d.load(%r))", exported_epoch, self.out, str(self.out))
+        barrier(info)
+        return final
+
+
+def _columns(history: list[dict]) -> list[str]:
+    cols = []
+    for m in history:
+        cols += [k for k in m if k not in cols]
+    return cols
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run one training (in this process; under torchrun, in each): returns the final metrics."""
+    info = init_distributed(cfg.device)
+    try:
+        return Trainer(cfg, info).fit()
+    finally:
+        cleanup(info)
