@@ -110,8 +110,10 @@ def iter_clips(
 
     cfg_or_model: the PretrainedCfg (or a model carrying one) whose preprocessing and clip_len apply;
     overrides replace its fields (e.g. crop_size=64, resize=64). clip_len: default cfg.clip_len; stride:
-    default cfg.clip_stride, else clip_len. fps / start / end / source_fps: as hub3d.video.iter_frames.
-    Each frame is decoded and preprocessed once, even when windows overlap.
+    default cfg.clip_stride (unless clip_len differs from the cfg's), else clip_len. A path is a video file
+    or a frame folder. fps / start / end / source_fps: as hub3d.video.iter_frames.
+    Each frame is decoded and preprocessed once, even when windows overlap. Raises VideoError (naming the
+    file) for unreadable videos and when start/end select no frame; warns when tail drops every window.
     """
     cfg = resolve_cfg(cfg_or_model)
     if overrides:
