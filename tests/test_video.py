@@ -18,6 +18,7 @@ FORMATS = [  # codec, pix_fmt, suffix, (height, width)
     ("ffv1", "bgr0", ".mkv", (77, 101)),  # lossless
     ("png", "rgb24", ".mov", (30, 40)),  # lossless, smaller than a 112 crop
     ("libx264", "yuv444p", ".mp4", (77, 101)),
+    ("libvpx-vp9", "yuv444p", ".mkv", (48, 64)),
     ("libx264", "yuv420p10le", ".mp4", (48, 64)),  # 10-bit
     ("libx264", "gray", ".mp4", (48, 64)),  # h264 monochrome: FFmpeg decodes it as yuvj420p
     ("ffv1", "gray", ".mkv", (48, 64)),  # decodes as gray
@@ -46,6 +47,17 @@ def test_formats_decode_every_frame_in_order(make_video, codec, pix_fmt, suffix,
     if pix_fmt == "gray":  # gray -> 3 equal channels
         img = frames[3].image
         assert np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 0], img[..., 2])
+
+
+def test_gif_palette_and_alpha(make_video):
+    # GIF: a palette codec that FFmpeg decodes to bgra; frames must come out RGB, alpha dropped.
+    path = make_video(6, codec="gif", pix_fmt="rgb8", suffix=".gif")
+    assert probe(path).pix_fmt == "bgra"
+    video = read_frames(path)
+    assert video.shape == (6, 48, 64, 3)
+    r, g, b = video[0, 0, 0].tolist()  # the red marker survives the palette (3-3-2 bits): R and B not swapped
+    assert r > 200 and g < 40 and b < 40
+    assert [frame_id(f) for f in video] == list(range(6))
 
 
 @pytest.mark.parametrize("n", [1, 15, 16, 17, 31, 32, 33])
