@@ -315,6 +315,8 @@ def fake_hub(tmp_path, monkeypatch):
     monkeypatch.delenv("HUB3D_HF_ORG", raising=False)
     monkeypatch.setenv("HF_TOKEN", "hf_fake_test_token")  # never read a real token from this machine
     monkeypatch.setenv("HUB3D_HOME", str(tmp_path / "hub3d_home"))
+    for var in ("NO_PROXY", "no_proxy"):  # a CI proxy must not see the local server
+        monkeypatch.setenv(var, "127.0.0.1,localhost")
     try:
         yield server
     finally:
