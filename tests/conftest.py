@@ -50,7 +50,8 @@ def random_frames(num_frames: int, height: int, width: int, seed: int = 0) -> np
 @pytest.fixture
 def make_video(tmp_path):
     """Factory: make_video(num_frames=16, height=48, width=64, fps=25, codec="libx264", pix_fmt="yuv420p",
-    suffix=".mp4", name=None, frames=None, times=None, rotation=0, options=None) -> Path."""
+    suffix=".mp4", name=None, frames=None, times=None, rotation=0, options=None, directory=None) -> Path
+    (directory: default tmp_path, created if missing)."""
     from hub3d.video import write_video
 
     counter = iter(range(10**6))
@@ -61,6 +62,7 @@ def make_video(tmp_path):
         if frames is None:
             frames = pattern_frames(num_frames, height, width)
         directory = Path(directory or tmp_path)
+        directory.mkdir(parents=True, exist_ok=True)
         path = directory / (name or f"video{next(counter)}_{codec}_{pix_fmt}{suffix}")
         return write_video(path, frames, fps=fps, codec=codec, pix_fmt=pix_fmt, options=options, times=times,
                            rotation=rotation)
