@@ -4,6 +4,8 @@ VideoModel contract (forward / forward_features / forward_head / reset_classifie
 Counts and full-size shapes are computed on the meta device (no memory, no compute); real forwards use small
 clips so the file stays cheap on a shared CPU.
 """
+import re
+
 import pytest
 import torch
 
@@ -94,7 +96,9 @@ def resnet_formula(
     return total + in_planes * classes + classes
 
 
-@pytest.mark.parametrize("name,shortcut,expected", [c for c in HARA_COUNTS_700 if c[0].startswith("resnet3d_") and c[0] != "resnet3d_10"])
+@pytest.mark.parametrize(
+    "name,shortcut,expected", [c for c in HARA_COUNTS_700 if c[0].startswith("resnet3d_") and c[0] != "resnet3d_10"]
+)
 def test_formula_reproduces_original_counts(name, shortcut, expected):
     """The formula below is trusted for other families because it gives the original's ResNet counts."""
     assert resnet_formula(int(name.split("_")[1]), 700, shortcut) == expected
@@ -253,17 +257,19 @@ def test_torchvision_downsample_strides():
     assert not any(isinstance(m, torch.nn.MaxPool3d) for m in r2.modules())
 
 
-def test_densenet_remap_legacy_keys():
-    model = hub3d.create_model("densenet3d_121", num_classes=5)
-    sd = model.state_dict()
-    legacy = {}
-    for k, v in sd.items():
-        for new, old in (("norm1.", "norm.1."), ("norm2.", "norm.2."), ("conv1.", "conv.1."), ("conv2.", "conv.2.")):
-            if ".denselayer" in k and f".{new}" in k:
-                k = k.replace(f".{new}", f".{old}")
-        legacy[k] = v
+def legacy_densenet_keys(state_dict):
+    """The 2018 code's dense-layer module names: denselayerN.norm.1, conv.1, norm.2, conv.2."""
+    legacy = {re.sub(r"(denselayer\d+\.(?:norm|conv))([12])\.", r"\1.\2.", k): v for k, v in state_dict.items()}
     assert "features.denseblock1.denselayer1.norm.1.weight" in legacy
+    return legacy
+
+
+def test_densenet_remap_legacy_keys():
+    model = hub3d.create_model("densenet3d_121", num_classes=5, growth_rate=8)
+    sd = model.state_dict()
+    legacy = legacy_densenet_keys(sd)
     remapped = remap_state_dict(legacy)
+    assert model.remap_state_dict is remap_state_dict  # where hub3d.checkpoint looks for it
     assert list(remapped) == list(sd)  # transition 'norm.weight' etc. untouched, order kept
     model.load_state_dict(remapped)  # strict
     # A 'module.'-prefixed key is renamed the same way (prefix stripping is the loader's job).
@@ -425,3 +431,37 @@ def test_new_family_tags():
         assert cfg.url == f"https://download.pytorch.org/models/{name}-{h}.pth" and cfg.sha256 == h
         assert (cfg.resize, cfg.crop_size, cfg.value_scale) == ((128, 171), 112, 1.0)
         assert cfg.labels_verified and cfg.license == "BSD-3-Clause"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The 2018 release's checkpoints of these families load through hub3d.load (small widths: the layout is the
+# same at every width).
+
+@pytest.mark.parametrize(
+    "arch,name,kwargs",
+    [
+        ("densenet-121", "densenet3d_121", {"growth_rate": 8}),  # legacy 'norm.1' names, remapped
+        ("resnext-101", "resnext3d_101", {"widen_factor": 0.25}),  # cardinality read off the grouped conv
+        ("preresnet-200", "preact_resnet3d_200", {"widen_factor": 0.125}),
+    ],
+)
+def test_hara2018_checkpoints_load(tmp_path, arch, name, kwargs):
+    from original_layouts import save_hara2018
+
+    torch.manual_seed(0)
+    model = hub3d.create_model(name, **kwargs).eval()
+    for m in model.modules():  # non-trivial BN statistics, so a mis-assigned buffer changes the output
+        if isinstance(m, torch.nn.BatchNorm3d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    original = model
+    if name.startswith("densenet"):
+        legacy = legacy_densenet_keys(model.state_dict())
+        original = torch.nn.Module()
+        original.state_dict = lambda: legacy
+    save_hara2018(original, tmp_path / "w.pth", arch)
+    loaded = hub3d.load(str(tmp_path / "w.pth"), **kwargs).eval()
+    assert loaded.arch_name == name
+    x = torch.randn(1, 3, 16, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))

@@ -58,10 +58,20 @@ class Transition(nn.Sequential):
         self.pool = nn.AvgPool3d(kernel_size=2, stride=2)
 
 
+# 'features.denseblock1.denselayer1.norm.1.weight' (2018 checkpoints) -> '...denselayer1.norm1.weight'
+_LEGACY_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12])\.([^.]+)$")
+
+
+def remap_state_dict(state_dict: dict) -> dict:
+    """Rename the 2018 release's dense-layer keys ('norm.1', 'conv.2', ...) to this module's; others unchanged."""
+    return OrderedDict((_LEGACY_KEY.sub(r"\1\2.\3", k), v) for k, v in state_dict.items())
+
+
 class DenseNet3d(VideoModel):
     """3D DenseNet-BC: 7x7x7 conv0, max pool, four dense blocks with transitions, norm5, ReLU, pool, classifier."""
 
     classifier_name = "classifier"
+    remap_state_dict = staticmethod(remap_state_dict)  # hub3d.checkpoint applies it before loading
 
     def __init__(
         self,
@@ -105,15 +115,6 @@ class DenseNet3d(VideoModel):
 
     def forward_features(self, x):
         return F.relu(self.features(x), inplace=True)
-
-
-# 'features.denseblock1.denselayer1.norm.1.weight' (2018 checkpoints) -> '...denselayer1.norm1.weight'
-_LEGACY_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12])\.([^.]+)$")
-
-
-def remap_state_dict(state_dict: dict) -> dict:
-    """Rename the 2018 release's dense-layer keys ('norm.1', 'conv.2', ...) to this module's; others unchanged."""
-    return OrderedDict((_LEGACY_KEY.sub(r"\1\2.\3", k), v) for k, v in state_dict.items())
 
 
 RANDOM_CFG_DENSENET = RANDOM_CFG.replace(arch_kwargs={})  # no ResNet arguments

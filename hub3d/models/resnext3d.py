@@ -50,7 +50,8 @@ def _finetuned_cfg(file, dataset, classes, labels, clip_len):
         clip_len=clip_len,
         dataset=dataset,
         metrics={},
-        notes="Fine-tuned from Kinetics-400; label order assumed alphabetical (the datasets' classInd order).",
+        notes=f"Fine-tuned from Kinetics-400. Label order assumed to be {labels}'s (the order of the original "
+        "annotation scripts), not verified against the weights.",
     )
 
 

@@ -17,4 +17,5 @@ class WideBottleneck(Bottleneck):
 @register_model(pretrained={"kinetics400": hara2018_cfg("wideresnet-50-kinetics.pth", 74.7, shortcut_type="B")})
 def wide_resnet3d_50(k: int = 2, **kwargs):
     """Wide 3D ResNet-50 (bottlenecks [3,4,6,3], expansion 2, stages k times wider), 1024k-d features."""
-    return ResNet3d(WideBottleneck, [3, 4, 6, 3], block_inplanes=[p * k for p in BLOCK_INPLANES], stem_planes=64, **kwargs)
+    planes = [p * k for p in BLOCK_INPLANES]
+    return ResNet3d(WideBottleneck, [3, 4, 6, 3], block_inplanes=planes, stem_planes=64, **kwargs)
