@@ -16,7 +16,7 @@ from hub3d.checkpoint import save_pretrained
 from hub3d.cli import main
 from hub3d.pretrained import DRIVE_2018
 from hf_server import TINY, fake_hub, patch_tag, set_offline, tiny_tag_model  # noqa: F401  (fixture)
-from original_layouts import save_bare, save_hara2018
+from original_layouts import save_bare, save_hara2018, save_hara2020
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 X = torch.randn(1, 3, 4, 32, 32, generator=torch.Generator().manual_seed(1))
@@ -212,23 +212,28 @@ def test_hf_interrupted_download_restarts_cleanly(fake_hub, tmp_path):
 # Original files: dropped into the cache, or downloaded from their URL.
 
 
-def test_original_dropped_in_cache_is_converted_once(fake_hub, monkeypatch):
-    patch_tag(monkeypatch, "resnet3d_18", "kinetics400", arch_kwargs={"shortcut_type": "A", **TINY})
-    source = tiny_tag_model(seed=5)
+@pytest.mark.parametrize("tag, save, filename, shortcut", [
+    ("kinetics400", save_hara2018, "resnet-18-kinetics.pth", "A"),  # CVPR 2018 layout (legacy, CUDA, 'module.')
+    ("kinetics700", save_hara2020, "r3d18_K_200ep.pth", "B"),  # 2020 layout
+])
+def test_original_dropped_in_cache_is_converted_once(fake_hub, monkeypatch, tag, save, filename, shortcut):
+    arch_kwargs = {**hub3d.get_pretrained_cfg("resnet3d_18", tag).arch_kwargs, "shortcut_type": shortcut, **TINY}
+    patch_tag(monkeypatch, "resnet3d_18", tag, arch_kwargs=arch_kwargs)
+    source = tiny_tag_model(tag=tag, seed=5)
     cache = hub.cache_dir()
     cache.mkdir(parents=True)
-    save_hara2018(source, cache / "resnet-18-kinetics.pth", arch="resnet-18")
+    save(source, cache / filename, arch="resnet-18")
 
-    model = hub3d.load("resnet3d_18", pretrained="kinetics400")
-    assert same_weights(model, source)
-    converted = cache / "resnet3d_18.kinetics400"
+    model = hub3d.load("resnet3d_18", pretrained=tag)
+    assert same_weights(model, source) and model.pretrained_cfg.tag == tag
+    converted = cache / f"resnet3d_18.{tag}"
     config = json.loads((converted / "config.json").read_text())
-    assert config["converted_from"] == "resnet-18-kinetics.pth"
+    assert config["converted_from"] == filename
     assert config["arch_kwargs"]["widen_factor"] == TINY["widen_factor"]
     assert not [p for p in cache.iterdir() if p.name.endswith(".tmp")]  # no temp dir left
     stamp = (converted / "model.safetensors").stat().st_mtime_ns
-    (cache / "resnet-18-kinetics.pth").unlink()
-    assert same_weights(hub3d.load("resnet3d_18", pretrained="kinetics400"), source)
+    (cache / filename).unlink()
+    assert same_weights(hub3d.load("resnet3d_18", pretrained=tag), source)
     assert (converted / "model.safetensors").stat().st_mtime_ns == stamp
     assert fake_hub.requests == []  # found locally: the Hub was never asked
 
