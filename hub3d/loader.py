@@ -11,7 +11,7 @@ from .checkpoint import Checkpoint, CheckpointError, infer_arch_kwargs, load_sta
 from .pretrained import PretrainedCfg
 from .registry import _pretrained_cfgs, create_model, get_pretrained_cfg, is_model, resolve_tag
 
-HF_PREFIX = "hf-hub:"
+
 # Which release a checkpoint layout comes from, to pick the preprocessing of an unnamed file.
 LAYOUT_RELEASE = {"hara2018": "CVPR 2018", "hara2020": "2020", "state_dict": None}
 
@@ -36,11 +36,11 @@ def load(
     preprocessing and labels to use with a file whose name hub3d does not know.
     """
     name = str(name_or_path)
-    if name.startswith(HF_PREFIX):
-        from .hub import download_hf
+    if name.startswith("hf-hub:"):
+        from .hub import download_hf, parse_hf_id
 
-        repo, _, revision = name[len(HF_PREFIX):].partition("@")
-        return _load_checkpoint(read_checkpoint(download_hf(repo, revision or None)), None, None, num_classes, arch_kwargs)
+        directory = download_hf(*parse_hf_id(name))
+        return _load_checkpoint(read_checkpoint(directory), None, None, num_classes, arch_kwargs)
     if not is_model(name):
         if os.path.exists(name):
             return _load_checkpoint(read_checkpoint(name), None, tag, num_classes, arch_kwargs)
