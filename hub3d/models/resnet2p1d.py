@@ -82,8 +82,6 @@ class Bottleneck2p1d(nn.Module):
 class ResNet2p1d(ResNet3d):
     """3D ResNet trunk with a (2+1)D stem: conv1_s (1x7x7) + bn1_s + ReLU, conv1_t (t x 1 x 1) + bn1_t + ReLU."""
 
-    stage_names = ("stem", "layer1", "layer2", "layer3", "layer4")
-
     def _make_stem(self, n_input_channels, conv1_t_size, conv1_t_stride):
         # The original sizes the stem for 3 input channels whatever n_input_channels is.
         mid = mid_planes_2p1d(3, self.in_planes, t=conv1_t_size, k=7)

@@ -96,8 +96,6 @@ def r2plus1d_stem(n_input_channels: int = 3) -> nn.Sequential:
 class VideoResNet(VideoModel):
     """torchvision's VideoResNet: stem, four stages of basic blocks (one conv builder per stage), pool, fc."""
 
-    stage_names = ("stem", "layer1", "layer2", "layer3", "layer4")
-
     def __init__(self, conv_makers, layers, stem, n_input_channels: int = 3, num_classes: int = 400):
         super().__init__()
         self.in_planes = 64
