@@ -177,6 +177,8 @@ def test_features_bad_video_and_usage(model_dir, videos, tmp_path):
     assert (out_dir / "a.npy").exists() and (out_dir / "sub/b.npy").exists() and not (out_dir / "empty.npy").exists()
     assert run("features", videos[0], "-m", model_dir).exit_code == 2  # neither --out nor --out-dir
     assert run("features", videos[0], "-m", model_dir, "--out", tmp_path / "f.txt").exit_code == 2
+    r = run("classify", videos[0], "-m", model_dir, "--precision", "fp16", "--device", "cpu")
+    assert r.exit_code == 2 and "fp16 needs a cuda or mps device" in r.output
 
 
 # --------------------------------------------------------------------------------------------- hub3d.io

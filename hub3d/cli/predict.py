@@ -87,9 +87,12 @@ def report_failure(video: str, error: str) -> None:
 
 
 def engine_kwargs(o: dict) -> dict:
+    device = o["device"] or auto_device()
+    if o["precision"] == "fp16" and device.startswith("cpu"):
+        raise click.UsageError("--precision fp16 needs a cuda or mps device; on cpu use bf16")
     return dict(clip_len=o["clip_len"], stride=o["stride"], tail=o["tail"], fps=o["fps"], batch_size=o["batch_size"],
-                device=o["device"] or auto_device(), precision=o["precision"], num_workers=o["num_workers"],
-                on_error="skip", progress=not o["quiet"])
+                device=device, precision=o["precision"], num_workers=o["num_workers"], on_error="skip",
+                progress=not o["quiet"])
 
 
 def finish(failures: list, n_ok: int, quiet: bool) -> None:
