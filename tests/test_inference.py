@@ -255,3 +255,31 @@ def test_lazy_exports():
 
     assert hub3d.iter_clips is clips.iter_clips
     assert hub3d.classify is inference.classify and hub3d.extract_features is inference.extract_features
+
+
+def test_producer_runs_at_most_a_queue_ahead(model, monkeypatch):
+    """Memory is bounded by the batch and the queue, not by video length: decoding never runs far ahead."""
+    produced = [0]
+    ahead = []
+    cfg = model.pretrained_cfg
+
+    def fake_iter_clips(video, cfg_or_model, **kw):  # a long "video" of synthetic clips, no decoding
+        for i in range(60):
+            produced[0] += 1
+            yield inference.Clip(video, torch.zeros(3, CLIP_LEN, cfg.crop_size, cfg.crop_size), (i, i + 1),
+                                 (i / 10, (i + 1) / 10), i)
+
+    real_call = inference.ClipRunner.__call__
+
+    def counting_call(self, x):
+        ahead.append(produced[0] - consumed[0])
+        consumed[0] += len(x)
+        return real_call(self, x)
+
+    consumed = [0]
+    monkeypatch.setattr(inference, "iter_clips", fake_iter_clips)
+    monkeypatch.setattr(inference.ClipRunner, "__call__", counting_call)
+    r = hub3d.classify(model, ["long1.mp4", "long2.mp4"], batch_size=4, num_workers=2)
+    assert [x.n_clips for x in r] == [60, 60] and consumed[0] == 120
+    # in flight: the batch (4) + the queue (2 * 4) + one clip held by each of the 2 workers
+    assert max(ahead) <= 4 + 8 + 2, ahead
