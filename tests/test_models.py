@@ -124,6 +124,11 @@ def test_resnext_parameter_counts(depth):
     assert n_params(f"resnext3d_{depth}") == expected
 
 
+def test_resnext_too_narrow_is_a_clear_error():
+    with pytest.raises(ValueError, match="at least 32 planes"):
+        meta_model("resnext3d_50", widen_factor=0.125)
+
+
 def densenet_formula(block_config, classes, growth=32, bn_size=4, init=64):
     total = 64 * 3 * 343 + 2 * init
     n = init

@@ -23,6 +23,8 @@ class ResNeXtBottleneck(Bottleneck):
     def __init__(self, in_planes, planes, stride=1, downsample=None, cardinality: int = 32):
         nn.Module.__init__(self)  # not Bottleneck.__init__: its (discarded) layers would cost time and memory
         mid_planes = cardinality * int(planes / 32)  # the original's width rule
+        if mid_planes == 0:
+            raise ValueError(f"a ResNeXt stage needs at least 32 planes; got {planes} (widen_factor too small?)")
         self.conv1 = conv1x1x1(in_planes, mid_planes)
         self.bn1 = nn.BatchNorm3d(mid_planes)
         self.conv2 = nn.Conv3d(
