@@ -59,6 +59,7 @@ def _floats(ctx, param, value):
 @click.option("--batch-size", default=32, help="Per process; global batch = batch size x processes.")
 @click.option("--lr", default=0.1, help="Learning rate (scale it with the global batch: 0.1 at 256).")
 @click.option("--head-lr", default=None, type=float, help="Learning rate of the classifier (default: --lr).")
+@click.option("--optimizer", default="sgd", type=click.Choice(["sgd", "adamw"]), help="SGD is the papers'.")
 @click.option("--momentum", default=0.9)
 @click.option("--dampening", default=0.0)
 @click.option("--nesterov", is_flag=True)

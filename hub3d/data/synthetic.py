@@ -62,16 +62,16 @@ def render_forward(kind: str, rng: np.random.Generator, num_frames: int = 32, si
 
     radius = np.full(T, rng.uniform(8, 12) * unit)
     if kind == "grow":
-        ratio = rng.uniform(1.6, 2.4)
-        radius = np.sqrt(rng.uniform(7, 9) * rng.uniform(14, 18)) * unit * np.exp(np.log(ratio) * tt)
+        ratio = rng.uniform(2.0, 3.0)
+        radius = np.sqrt(rng.uniform(6, 8) * rng.uniform(16, 20)) * unit * np.exp(np.log(ratio) * tt)
     r_max = radius.max()
     angle = np.full(T, rng.uniform(0, 2 * np.pi))
     if kind == "rotate_clockwise":
-        angle = angle + np.deg2rad(rng.uniform(4, 10)) * (T - 1) * tt
+        angle = angle + np.deg2rad(rng.uniform(6, 14)) * (T - 1) * tt
     travel = {"move_right": 0.0, "move_down": 0.0}
     if kind in travel:
         room = S - 2 * (r_max + margin)
-        travel[kind] = min(rng.uniform(0.5, 1.2) * unit * (T - 1), room * 0.95)
+        travel[kind] = min(rng.uniform(0.8, 1.6) * unit * (T - 1), room * 0.95)
     centre = []
     for axis in ("move_right", "move_down"):
         half = travel[axis] / 2

@@ -81,6 +81,7 @@ class TrainConfig:
     batch_size: int = 32  # per process: the global batch is batch_size x world size
     lr: float = 0.1
     head_lr: Optional[float] = None  # lr of the classifier (default: lr)
+    optimizer: str = "sgd"  # sgd (the papers) | adamw
     momentum: float = 0.9
     dampening: float = 0.0
     nesterov: bool = False
@@ -189,12 +190,16 @@ def build_model(cfg: TrainConfig, classes: Sequence[str]) -> nn.Module:
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD; the classifier gets head_lr (fine-tuning), the rest lr. Frozen parameters are left out."""
+    """SGD (or AdamW); the classifier gets head_lr (fine-tuning), the rest lr. Frozen parameters are left out."""
     head = {id(p) for p in model.get_classifier().parameters()}
     body = [p for p in model.parameters() if p.requires_grad and id(p) not in head]
     head_params = [p for p in model.get_classifier().parameters() if p.requires_grad]
     groups = [g for g in ({"params": body, "lr": cfg.lr, "name": "body"},
                           {"params": head_params, "lr": cfg.head_lr or cfg.lr, "name": "head"}) if g["params"]]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer != "sgd":
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}: sgd or adamw")
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, dampening=cfg.dampening,
                            nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
 
