@@ -102,6 +102,29 @@ def test_classify_skip_existing_keeps_done_videos(model_dir, videos, tmp_path):
     assert d["videos"][0]["n_clips"] == 999 and d["videos"][1]["n_clips"] == 2
 
 
+def test_interrupted_classify_keeps_finished_videos(model_dir, videos, tmp_path, monkeypatch):
+    from hub3d import inference
+
+    real = inference.iter_classify
+
+    def interrupted(*args, **kwargs):  # Ctrl-C while the second video is being classified
+        gen = real(*args, **kwargs)
+        yield next(gen)
+        gen.close()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(inference, "iter_classify", interrupted)
+    out = tmp_path / "out.json"
+    r = run("classify", *videos, "-m", model_dir, "--json", out, "-q")
+    assert r.exit_code != 0
+    assert [v["video"] for v in json.loads(out.read_text())["videos"]] == [str(videos[0])]
+    assert no_temp_files(tmp_path)
+    monkeypatch.undo()
+    r = run("classify", *videos, "-m", model_dir, "--json", out, "-q", "--skip-existing")  # resume
+    assert r.exit_code == 0 and str(videos[0]) not in r.stdout and str(videos[1]) in r.stdout
+    assert [v["video"] for v in json.loads(out.read_text())["videos"]] == [str(v) for v in videos]
+
+
 def test_random_weights_are_announced(videos):
     # A registered name with --pretrained none: random init, default (112 px) preprocessing; 4-frame clips keep it cheap.
     r = run("classify", videos[1], "-m", "resnet3d_10", "-p", "none", "--clip-len", 4, "-q", "--tail", "drop")

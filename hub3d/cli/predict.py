@@ -131,7 +131,6 @@ def classify(videos, topk, per_clip, json_path, probs, **o):
     for item, error in failures:
         report_failure(item, error)
     entries: dict[str, dict] = {}
-    meta = None
     if o["skip_existing"] and json_path and os.path.exists(json_path):
         with open(json_path, encoding="utf-8") as f:
             previous = json.load(f)
@@ -150,7 +149,7 @@ def classify(videos, topk, per_clip, json_path, probs, **o):
         if json_path:
             io.write_json(json_path, {**meta, "videos": list(entries.values()), "failed": failed})
 
-    n_ok = 0
+    n_ok, last = 0, 0.0
     try:
         for r in iter_classify(net, paths, topk=topk, **engine_kwargs(o)):
             if isinstance(r, FailedVideo):
@@ -161,8 +160,10 @@ def classify(videos, topk, per_clip, json_path, probs, **o):
             n_ok += 1
             entries[r.video] = r.to_dict(per_clip=True, clip_topk=topk, probs=probs)
             click.echo(format_video(r, per_clip, topk))
-            save()  # after every video: an interrupted run keeps what is done (atomic rewrite)
-    finally:
+            if time.monotonic() - last > 2.0:  # keep the file current without rewriting it for every video
+                save()
+                last = time.monotonic()
+    finally:  # also on Ctrl-C and errors: the file lists every video done
         save()
     finish(failures, n_ok, o["quiet"])
 
