@@ -283,3 +283,17 @@ def test_producer_runs_at_most_a_queue_ahead(model, monkeypatch):
     assert [x.n_clips for x in r] == [60, 60] and consumed[0] == 120
     # in flight: the batch (4) + the queue (2 * 4) + one clip held by each of the 2 workers
     assert max(ahead) <= 4 + 8 + 2, ahead
+
+
+def test_model_threads_during_the_run_are_restored(model, video, monkeypatch):
+    seen = []
+    real_call = inference.ClipRunner.__call__
+    monkeypatch.setattr(inference.ClipRunner, "__call__", lambda self, x: seen.append(torch.get_num_threads())
+                        or real_call(self, x))
+    before = torch.get_num_threads()
+    path = video(9)
+    hub3d.classify(model, path, threads=3)
+    assert seen == [3, 3] and torch.get_num_threads() == before
+    seen.clear()
+    hub3d.classify(model, path, num_workers=1)  # default on cpu: one core left to the decoder
+    assert seen == [max(1, before - 1)] * 2 and torch.get_num_threads() == before

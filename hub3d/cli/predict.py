@@ -30,6 +30,8 @@ def engine_options(fn):
         click.option("--device", help="cpu, cuda, cuda:1, mps [best available]."),
         click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True),
         click.option("--num-workers", type=click.IntRange(min=1), help="Decoder threads [1 on cpu, 4 on GPUs]."),
+        click.option("--threads", type=click.IntRange(min=1),
+                     help="The model's torch threads [cpu: all cores but one per decoder thread]."),
         click.option("--skip-existing", is_flag=True, help="Resume: skip videos whose outputs already exist."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar or notices."),
     ]
@@ -91,7 +93,7 @@ def engine_kwargs(o: dict) -> dict:
     if o["precision"] == "fp16" and device.startswith("cpu"):
         raise click.UsageError("--precision fp16 needs a cuda or mps device; on cpu use bf16")
     return dict(clip_len=o["clip_len"], stride=o["stride"], tail=o["tail"], fps=o["fps"], batch_size=o["batch_size"],
-                device=device, precision=o["precision"], num_workers=o["num_workers"], on_error="skip",
+                device=device, precision=o["precision"], num_workers=o["num_workers"], threads=o["threads"], on_error="skip",
                 progress=not o["quiet"])
 
 
