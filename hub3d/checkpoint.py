@@ -153,6 +153,8 @@ def infer_arch_kwargs(state_dict: dict) -> dict:
         kwargs["n_input_channels"] = stem.shape[1]
     if stem is not None:  # Hara's ResNet family: these are arguments of its trunk
         kwargs["conv1_t_size"] = stem.shape[2]
+        if stem.shape[0] != 64:  # reduced or widened nets: the stem has 64 x widen_factor channels
+            kwargs["widen_factor"] = stem.shape[0] / 64
         kwargs["shortcut_type"] = "B" if any(".downsample." in k for k in state_dict) else "A"
         grouped = state_dict.get("layer1.0.conv2.weight")
         if grouped is not None and grouped.dim() == 5 and grouped.shape[0] != grouped.shape[1] and (

@@ -179,3 +179,12 @@ def test_cli_convert(tmp_path, resnet18_a, clip):
     result = CliRunner().invoke(main, ["convert", str(path)], env={"HUB3D_HOME": str(tmp_path / "cache")})
     assert result.exit_code == 0, result.output
     assert (tmp_path / "cache" / "resnet3d_18.kinetics400" / "model.safetensors").exists()
+
+
+def test_reduced_width_is_read_from_the_file(tmp_path, clip):
+    source = hub3d.create_model("resnet3d_10", widen_factor=0.25, num_classes=8).eval()
+    path = tmp_path / "small.pth"
+    save_hara2020(source, path, arch="resnet-10")
+    model = hub3d.load(str(path))
+    assert model.arch_kwargs["widen_factor"] == 0.25 and model.num_features == 128
+    assert torch.equal(outputs(model, clip), outputs(source, clip))
