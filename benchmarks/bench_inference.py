@@ -2,7 +2,8 @@
 
 Generates a set of videos (default 8 x 10 s, 320x240, h264, 25 fps) and measures, for fp32 and bf16:
 - decode-only: iter_clips over every video (decode + resize + crop + normalise), no model;
-- model-only: the model on precomputed clips, in batches (ClipRunner, as the engine calls it);
+- model-only: the model on precomputed clips, in batches (ClipRunner, as the engine calls it, with the same
+  torch thread count the engine gives the model: on cpu all cores but one per decoder thread);
 - end-to-end: hub3d.classify on the video list (producer threads overlapping the model);
 - clips/s, peak RSS during end-to-end (sampled from /proc/self/statm; ru_maxrss for the whole run),
 - ratio = end-to-end / max(decode, model): 1.0 means perfect overlap, decode + model (no overlap) is the worst.
@@ -108,6 +109,8 @@ def main(argv=None):
     p.add_argument("--precisions", default="fp32,bf16")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's).")
+    p.add_argument("--model-threads", type=int, default=None,
+                   help="The model's threads in end-to-end and model-only runs (default: the engine's choice).")
     p.add_argument("--compare-layout", action="store_true",
                    help="Also time model-only without channels_last_3d (the engine's default layout).")
     p.add_argument("--video-dir", default=None, help="Keep the generated videos here (default: a temp dir).")
@@ -146,13 +149,20 @@ def main(argv=None):
 
     e2e = {}
     for prec in precisions:
-        kw = dict(batch_size=args.batch_size, precision=prec, num_workers=args.num_workers)
+        kw = dict(batch_size=args.batch_size, precision=prec, num_workers=args.num_workers, threads=args.model_threads)
         hub3d.classify(model, videos[0], **kw)  # warm-up (oneDNN primitives, autocast caches)
         with RSSPeak() as mem:
             t, all_t = timed(lambda: hub3d.classify(model, videos, **kw), args.repeats)
         e2e[prec] = (t, all_t, mem.peak)
         print(f"end-to-end {prec}: {t:.2f} s, peak RSS {mem.peak / 2**20:.0f} MiB")
 
+    # Model-only with the torch threads the engine gives the model on cpu (all cores but one per decoder), so
+    # the ratio measures the overlap, not a thread-count change.
+    workers = args.num_workers or 1
+    engine_threads = args.model_threads or max(1, torch.get_num_threads() - workers)
+    all_threads = torch.get_num_threads()
+    torch.set_num_threads(engine_threads)
+    results["model_threads"] = engine_threads
     clips = [c.clip for c in hub3d.iter_clips(videos, model)]  # precomputed, kept in memory
     batches = [torch.stack(clips[i:i + args.batch_size]) for i in range(0, len(clips), args.batch_size)]
     del clips
@@ -181,6 +191,7 @@ def main(argv=None):
         rows.append(row)
         results[prec] = {**row, "runs": {"decode": all_decode, "model": all_model, "end_to_end": all_e2e,
                                          **({"model_contiguous": model_t[False][1]} if args.compare_layout else {})}}
+    torch.set_num_threads(all_threads)
     if "fp32" in e2e and "bf16" in e2e:
         results["bf16_speedup_end_to_end"] = round(e2e["fp32"][0] / e2e["bf16"][0], 3)
     results["ru_maxrss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -84,8 +84,12 @@ def collect_videos(inputs) -> tuple[list[str], list[tuple[str, str]]]:
 
 
 def report_failure(video: str, error: str) -> None:
+    from tqdm import tqdm
+
     # The error text already starts with the path when it comes from hub3d.video.
-    click.secho(f"error: {error if error.startswith(video) else f'{video}: {error}'}", fg="red", err=True)
+    message = f"error: {error if error.startswith(video) else f'{video}: {error}'}"
+    # tqdm.write: printed above the progress bar instead of through it.
+    tqdm.write(click.style(message, fg="red") if sys.stderr.isatty() else message, file=sys.stderr)
 
 
 def engine_kwargs(o: dict) -> dict:
@@ -151,6 +155,7 @@ def classify(videos, topk, per_clip, json_path, probs, **o):
         if json_path:
             io.write_json(json_path, {**meta, "videos": list(entries.values()), "failed": failed})
 
+    show = click.echo if o["quiet"] else _write_above_bar
     n_ok, last = 0, 0.0
     try:
         for r in iter_classify(net, paths, topk=topk, **engine_kwargs(o)):
@@ -161,13 +166,19 @@ def classify(videos, topk, per_clip, json_path, probs, **o):
                 continue
             n_ok += 1
             entries[r.video] = r.to_dict(per_clip=True, clip_topk=topk, probs=probs)
-            click.echo(format_video(r, per_clip, topk))
+            show(format_video(r, per_clip, topk))
             if time.monotonic() - last > 2.0:  # keep the file current without rewriting it for every video
                 save()
                 last = time.monotonic()
     finally:  # also on Ctrl-C and errors: the file lists every video done
         save()
     finish(failures, n_ok, o["quiet"])
+
+
+def _write_above_bar(text: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(text, file=sys.stdout)
 
 
 def format_video(r, per_clip: bool, topk: int) -> str:
