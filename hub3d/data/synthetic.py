@@ -1,9 +1,9 @@
 """SyntheticMotion: generated videos whose class is only visible over time.
 
-Each video shows one textured object (disc or square; checker, stripes or sectors; two random colours) over a
-random smooth, striped background, with per-frame noise. Exactly one of the object's position, angle or size
-changes over time; the class says which and in which direction. Every class is the time reversal of another
-(move_right <-> move_left, move_down <-> move_up, rotate_clockwise <-> rotate_counterclockwise, grow <-> shrink):
+Each video shows one textured object (disc or square; checker, stripes or sectors; two random colours, a random
+orientation) over a random smooth, striped background, with per-frame noise. Exactly one of the object's
+position, size or opacity changes over time; the class says which and in which direction. Every class is the
+time reversal of another (move_right <-> move_left, move_down <-> move_up, fade_in <-> fade_out, grow <-> shrink):
 a video of the second class *is* a video of the first played backwards. So the set of frames of a video never
 tells its class: only their order does, and a model has to use time to beat 50% within each pair.
 
@@ -22,12 +22,10 @@ from ..pretrained import read_label_file
 LABEL_FILE = "synthetic_motion.txt"
 CLASSES: tuple[str, ...] = read_label_file(LABEL_FILE)
 # Classes rendered forward; each partner is the same video reversed in time.
-FORWARD = {"move_right": "move_left", "move_down": "move_up", "rotate_clockwise": "rotate_counterclockwise",
-           "grow": "shrink"}
+FORWARD = {"move_right": "move_left", "move_down": "move_up", "fade_in": "fade_out", "grow": "shrink"}
 REVERSED = {v: k for k, v in FORWARD.items()}
 # What a horizontal flip does to each class (flip augmentation must relabel, not keep, these).
-HFLIP_CLASSES = {"move_right": "move_left", "move_left": "move_right", "rotate_clockwise": "rotate_counterclockwise",
-                 "rotate_counterclockwise": "rotate_clockwise"}
+HFLIP_CLASSES = {"move_right": "move_left", "move_left": "move_right"}
 
 
 def _smooth_background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -49,7 +47,7 @@ def _smooth_background(rng: np.random.Generator, size: int) -> np.ndarray:
 def render_forward(kind: str, rng: np.random.Generator, num_frames: int = 32, size: int = 64) -> np.ndarray:
     """Render one video of a forward class (a key of FORWARD): (T, S, S, 3) uint8.
 
-    kind: 'move_right' | 'move_down' | 'rotate_clockwise' | 'grow'. Clockwise is as seen on screen (y down).
+    kind: 'move_right' | 'move_down' | 'fade_in' | 'grow'.
     """
     if kind not in FORWARD:
         raise ValueError(f"render_forward draws one of {sorted(FORWARD)}, not {kind!r}")
@@ -60,14 +58,15 @@ def render_forward(kind: str, rng: np.random.Generator, num_frames: int = 32, si
     tt = np.linspace(-0.5, 0.5, T)  # centred time: every trajectory is symmetric about the middle frame
     margin = 2 * unit
 
-    radius = np.full(T, rng.uniform(8, 12) * unit)
+    radius = np.full(T, rng.uniform(11, 16) * unit)
     if kind == "grow":
         ratio = rng.uniform(2.0, 3.0)
-        radius = np.sqrt(rng.uniform(6, 8) * rng.uniform(16, 20)) * unit * np.exp(np.log(ratio) * tt)
+        radius = np.sqrt(rng.uniform(7, 9) * rng.uniform(20, 24)) * unit * np.exp(np.log(ratio) * tt)
     r_max = radius.max()
     angle = np.full(T, rng.uniform(0, 2 * np.pi))
-    if kind == "rotate_clockwise":
-        angle = angle + np.deg2rad(rng.uniform(6, 14)) * (T - 1) * tt
+    opacity = np.ones(T)
+    if kind == "fade_in":  # from nearly invisible to (nearly) opaque
+        opacity = np.interp(tt, (-0.5, 0.5), (rng.uniform(0, 0.15), rng.uniform(0.85, 1)))
     travel = {"move_right": 0.0, "move_down": 0.0}
     if kind in travel:
         room = S - 2 * (r_max + margin)
@@ -94,11 +93,12 @@ def render_forward(kind: str, rng: np.random.Generator, num_frames: int = 32, si
     dy = yy[None] - cy.astype(f32)[:, None, None]
     cos, sin = np.cos(angle).astype(f32)[:, None, None], np.sin(angle).astype(f32)[:, None, None]
     r = radius.astype(f32)[:, None, None]
-    # Object coordinates (u, v) in [-1, 1]: undo the rotation (positive angle turns +x towards +y: clockwise).
+    # Object coordinates (u, v) in [-1, 1]: undo the object's rotation.
     u = (cos * dx + sin * dy) / r
     v = (-sin * dx + cos * dy) / r
     dist = np.sqrt(u * u + v * v) if shape == "disc" else np.maximum(np.abs(u), np.abs(v))
-    alpha = np.clip((1 - dist) * r + 0.5, 0, 1)[..., None]  # one-pixel soft edge: sub-pixel motion stays visible
+    alpha = np.clip((1 - dist) * r + 0.5, 0, 1)  # one-pixel soft edge: sub-pixel motion stays visible
+    alpha = (alpha * opacity.astype(f32)[:, None, None])[..., None]
     if texture == "checker":
         pattern = (np.floor(u * k) + np.floor(v * k)) % 2
     elif texture == "stripes":

@@ -534,7 +534,7 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------- fit
     def _scheduler_step(self, metrics: dict) -> None:
-        if self.scheduler is None or self.start_epoch < self.cfg.warmup_epochs:
+        if self.scheduler is None or self.start_epoch <= self.cfg.warmup_epochs:  # warm-up sets the lr itself
             return
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             # The paper watches the validation loss; without validation data, the training loss.
@@ -562,8 +562,9 @@ class Trainer:
         log.info("recipe: %s; global batch %d", self.transform, cfg.batch_size * info.world_size)
         ckpt_dir = self.out / "checkpoints"
         for epoch in range(self.start_epoch, cfg.epochs):
-            metrics = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
+            metrics = {"epoch": epoch + 1}
             metrics.update(self.train_epoch(epoch))
+            metrics["lr"] = self.optimizer.param_groups[0]["lr"]  # after warm-up steps, before the scheduler
             if self.val_set is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
                 metrics.update(self.validate())
             self.start_epoch = epoch + 1
