@@ -2,7 +2,7 @@
 
     python examples/quickstart.py [VIDEO]
 
-Without VIDEO it writes a SyntheticMotion video (a textured object rotating clockwise) first.
+Without VIDEO it writes a SyntheticMotion video (a textured object fading in) first.
 """
 import sys
 import tempfile
@@ -22,7 +22,7 @@ if len(sys.argv) > 1:
 else:
     folder = Path(tempfile.mkdtemp())
     videos = write_synthetic_videos(folder, num_videos=5, seed=7, num_frames=48)
-    video = str(videos[4])  # the fifth class: rotate_clockwise
+    video = str(videos[4])  # the fifth class: fade_in
 print(f"video: {video}")
 
 result = hub3d.classify(model, video, topk=3)

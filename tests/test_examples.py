@@ -33,7 +33,7 @@ def test_quickstart_example_classifies_the_generated_video():
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     first_label = lines[lines.index(next(l for l in lines if l.startswith("video:"))) + 1].split()[0]
-    assert first_label == "rotate_clockwise"
+    assert first_label == "fade_in"
     assert "features (3, " in out.stdout
 
 

@@ -16,7 +16,7 @@ import click
 @click.option("--model", "-m", default="motion_demo", show_default=True)
 @click.option("--pretrained", "-p", default="synthetic", show_default=True)
 def demo(action, seed, frames, out, model, pretrained):
-    """Write a SyntheticMotion video (an object moving, rotating or changing size), then classify it.
+    """Write a SyntheticMotion video (an object moving, fading or changing size), then classify it.
 
     The default model, motion_demo, ships inside the package (trained with `hub3d train`; see weights/), so this
     runs without a network. Exit status 0 when the predicted label is the generated one.
