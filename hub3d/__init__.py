@@ -25,6 +25,7 @@ _LAZY = {
     "classify": "inference",
     "extract_features": "inference",
     "iter_clips": "inference",
+    "iter_classify": "inference",
 }
 
 
