@@ -543,9 +543,14 @@ class Trainer:
             self.scheduler.step()
 
     def _is_better(self, metrics: dict) -> bool:
-        key, sign = ("val_video_acc1", 1) if "val_video_acc1" in metrics else ("train_loss", -1)
-        value = sign * metrics[key]
-        if self.best is None or value > self.best:
+        """Best = highest validation video accuracy, ties broken by the lower validation loss (without
+        validation: the lowest training loss)."""
+        if "val_video_acc1" in metrics:
+            value = [metrics["val_video_acc1"], -metrics["val_loss"]]
+        else:
+            value = [float("-inf"), -metrics["train_loss"]]
+        best = self.best if isinstance(self.best, (list, type(None))) else [self.best, float("-inf")]
+        if best is None or value > list(best):
             self.best = value
             return True
         return False
