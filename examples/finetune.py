@@ -23,7 +23,7 @@ work = Path(tempfile.mkdtemp())
 if len(sys.argv) > 2:
     data = sys.argv[2]
 else:
-    # A 4-class task: the moves only (train/ and val/ folders, as a folder dataset expects).
+    # A 4-class task, the moves only (train/ and val/ folders, as a folder dataset expects): 32 + 16 videos.
     for split, seed, n in (("train", 1, 64), ("val", 2, 32)):
         write_synthetic_videos(work / "all" / split, n, seed=seed)
         for name in SyntheticMotion.classes[4:]:

@@ -14,9 +14,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import math
-import os
-import re
 import sys
 import time
 from dataclasses import dataclass, field
