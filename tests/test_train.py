@@ -87,21 +87,33 @@ def test_training_lowers_loss_and_beats_chance(tmp_path):
 
 
 def test_resume_is_exact(tmp_path):
-    common = dict(synthetic_videos=24, synthetic_val_videos=8, lr=0.05, export="last", seed=5)
-    Trainer(tiny_cfg(tmp_path / "full", epochs=2, **common)).fit()
-    Trainer(tiny_cfg(tmp_path / "cut", epochs=1, **common)).fit()  # "interrupted" after epoch 1
-    resumed = Trainer(tiny_cfg(tmp_path / "cut", epochs=2, resume=str(tmp_path / "cut"), **common))
+    common = dict(synthetic_videos=24, synthetic_val_videos=8, lr=0.05, export="last", seed=5, epochs=3,
+                  scheduler="cosine")
+    Trainer(tiny_cfg(tmp_path / "full", **common)).fit()
+    cut = Trainer(tiny_cfg(tmp_path / "cut", **common))
+    train_epoch = cut.train_epoch
+
+    def interrupted(epoch):  # Ctrl-C during epoch 2, after epoch 1's checkpoint
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return train_epoch(epoch)
+
+    cut.train_epoch = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        cut.fit()
+    assert not (tmp_path / "cut" / "model.safetensors").exists()
+    resumed = Trainer(tiny_cfg(tmp_path / "cut", resume=str(tmp_path / "cut"), **common))
     assert resumed.start_epoch == 1
     resumed.fit()
     a = load_file(tmp_path / "full" / "model.safetensors")
     b = load_file(tmp_path / "cut" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    fa = torch.load(tmp_path / "full" / "checkpoints" / "epoch_0002.pt", weights_only=True)
-    fb = torch.load(tmp_path / "cut" / "checkpoints" / "epoch_0002.pt", weights_only=True)
-    assert fa["history"][1]["train_loss"] == fb["history"][1]["train_loss"]
-    assert fa["scheduler"] == fb["scheduler"]
+    fa = torch.load(tmp_path / "full" / "checkpoints" / "epoch_0003.pt", weights_only=True)
+    fb = torch.load(tmp_path / "cut" / "checkpoints" / "epoch_0003.pt", weights_only=True)
+    assert [m["train_loss"] for m in fa["history"]] == [m["train_loss"] for m in fb["history"]]
+    assert fa["scheduler"] == fb["scheduler"] and fa["history"][2]["lr"] < fa["history"][0]["lr"]
     # A different seed really changes the run (the comparison above can fail).
-    Trainer(tiny_cfg(tmp_path / "other", epochs=1, **{**common, "seed": 6})).fit()
+    Trainer(tiny_cfg(tmp_path / "other", **{**common, "seed": 6})).fit()
     c = load_file(tmp_path / "other" / "model.safetensors")
     assert not torch.equal(c["conv1.weight"], b["conv1.weight"])
 
