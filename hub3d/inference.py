@@ -421,14 +421,14 @@ def _clip_kwargs(model, cfg, clip_len, stride, tail, fps, start, end) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- public
-def iter_classify(
+def _iter_outputs(
     model: torch.nn.Module,
     videos: Iterable[PathLike],
+    head: str,
     *,
     clip_len: Optional[int] = None,
     stride: Optional[int] = None,
     tail: str = "loop",
-    topk: int = 5,
     batch_size: int = 8,
     device=None,
     precision: str = "fp32",
@@ -441,67 +441,49 @@ def iter_classify(
     threads: Optional[int] = None,
     on_error: str = "raise",
     progress: Union[bool, Any] = False,
+):
+    """The engine behind every public call: yields (video, (clip outputs, frames, seconds)) or FailedVideo."""
+    videos, _ = _normalise_videos(videos)
+    _check_args(tail, on_error, batch_size)
+    was_training = model.training
+    runner = ClipRunner(model, head, device, precision, channels_last)
+    kwargs = _clip_kwargs(model, cfg, clip_len, stride, tail, fps, start, end)
+    try:
+        for video, out in _stream(runner, videos, kwargs, batch_size, num_workers, on_error, progress, threads):
+            yield out if isinstance(out, FailedVideo) else (video, out)
+    finally:
+        model.train(was_training)
+
+
+def iter_classify(
+    model: torch.nn.Module, videos: Iterable[PathLike], *, topk: int = 5, **options
 ) -> Iterator[Union[VideoResult, FailedVideo]]:
-    """Like :func:`classify`, but yields each video's result (in input order) as soon as it is ready.
+    """Like :func:`classify` (same options), but yields each video's result, in input order, once it is ready.
 
     With ``on_error="skip"`` a video that fails yields a :class:`FailedVideo` (path + reason) instead.
     """
-    videos, _ = _normalise_videos(videos)
-    _check_args(tail, on_error, batch_size)
-    was_training = model.training
-    runner = ClipRunner(model, "probs", device, precision, channels_last)
     labels = list(getattr(model, "labels", None) or [f"class_{i}" for i in range(model.num_classes)])
-    kwargs = _clip_kwargs(model, cfg, clip_len, stride, tail, fps, start, end)
-    try:
-        for video, out in _stream(runner, videos, kwargs, batch_size, num_workers, on_error, progress, threads):
-            if isinstance(out, FailedVideo):
-                yield out
-                continue
-            clip_probs, frames, seconds = out
-            probs = clip_probs.mean(axis=0)
-            if len(labels) != len(probs):
-                labels = [f"class_{i}" for i in range(len(probs))]
-            yield VideoResult(video, probs, _topk(probs, labels, topk), clip_probs, frames, seconds, labels)
-    finally:
-        model.train(was_training)
+    for item in _iter_outputs(model, videos, "probs", **options):
+        if isinstance(item, FailedVideo):
+            yield item
+            continue
+        video, (clip_probs, frames, seconds) = item
+        probs = clip_probs.mean(axis=0)
+        if len(labels) != len(probs):
+            labels = [f"class_{i}" for i in range(len(probs))]
+        yield VideoResult(video, probs, _topk(probs, labels, topk), clip_probs, frames, seconds, labels)
 
 
 def iter_extract_features(
-    model: torch.nn.Module,
-    videos: Iterable[PathLike],
-    *,
-    per_video_mean: bool = False,
-    clip_len: Optional[int] = None,
-    stride: Optional[int] = None,
-    tail: str = "loop",
-    batch_size: int = 8,
-    device=None,
-    precision: str = "fp32",
-    num_workers: Optional[int] = None,
-    fps: Optional[float] = None,
-    start: Optional[float] = None,
-    end: Optional[float] = None,
-    cfg=None,
-    channels_last: Optional[bool] = None,
-    threads: Optional[int] = None,
-    on_error: str = "raise",
-    progress: Union[bool, Any] = False,
+    model: torch.nn.Module, videos: Iterable[PathLike], *, per_video_mean: bool = False, **options
 ) -> Iterator[Union[FeatureResult, FailedVideo]]:
-    """Like :func:`extract_features`, but yields each video's result (in input order) as soon as it is ready."""
-    videos, _ = _normalise_videos(videos)
-    _check_args(tail, on_error, batch_size)
-    was_training = model.training
-    runner = ClipRunner(model, "features", device, precision, channels_last)
-    kwargs = _clip_kwargs(model, cfg, clip_len, stride, tail, fps, start, end)
-    try:
-        for video, out in _stream(runner, videos, kwargs, batch_size, num_workers, on_error, progress, threads):
-            if isinstance(out, FailedVideo):
-                yield out
-                continue
-            feats, frames, seconds = out
-            yield FeatureResult(video, feats, frames, seconds, feats.mean(axis=0) if per_video_mean else None)
-    finally:
-        model.train(was_training)
+    """Like :func:`extract_features` (same options), but yields each video's result once it is ready."""
+    for item in _iter_outputs(model, videos, "features", **options):
+        if isinstance(item, FailedVideo):
+            yield item
+            continue
+        video, (feats, frames, seconds) = item
+        yield FeatureResult(video, feats, frames, seconds, feats.mean(axis=0) if per_video_mean else None)
 
 
 def _collect(results, single: bool, on_error: str):
