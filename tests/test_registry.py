@@ -119,3 +119,17 @@ def test_reset_classifier_and_freeze_until():
     assert model.conv1.weight.grad is None and model.layer4[0].conv1.weight.grad is not None
     model.reset_classifier(0)
     assert model(x).shape == (2, model.num_features)
+
+
+def test_shortcut_a_matches_the_original_and_runs_in_bf16():
+    from hub3d.models.resnet3d import shortcut_a
+
+    x = torch.randn(2, 8, 5, 7, 9)
+    # The original: avg_pool3d(kernel_size=1, stride) then zero channels up to planes.
+    reference = torch.nn.functional.avg_pool3d(x, kernel_size=1, stride=2)
+    reference = torch.cat([reference, torch.zeros(2, 8, *reference.shape[2:])], dim=1)
+    assert torch.equal(shortcut_a(x, planes=16, stride=2), reference)
+    model = hub3d.create_model("resnet3d_10", shortcut_type="A", widen_factor=0.25, num_classes=3).eval()
+    with torch.inference_mode():
+        out = model.to(torch.bfloat16)(torch.randn(1, 3, 8, 32, 32, dtype=torch.bfloat16))
+    assert out.dtype == torch.bfloat16 and out.shape == (1, 3)

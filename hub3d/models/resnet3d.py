@@ -7,7 +7,6 @@ from __future__ import annotations
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..pretrained import (
@@ -35,7 +34,9 @@ def conv1x1x1(in_planes: int, out_planes: int, stride=1) -> nn.Conv3d:
 
 def shortcut_a(x: torch.Tensor, planes: int, stride: int) -> torch.Tensor:
     """Shortcut A: identity, subsampled by stride, with zero-padded extra channels (no parameters)."""
-    out = F.avg_pool3d(x, kernel_size=1, stride=stride)
+    # The original's avg_pool3d(kernel_size=1, stride) is plain subsampling; slicing gives the same values and also
+    # runs in bfloat16 on CPU, where avg_pool3d has no kernel.
+    out = x[:, :, ::stride, ::stride, ::stride] if stride != 1 else x
     pad = out.new_zeros(out.size(0), planes - out.size(1), *out.shape[2:])
     return torch.cat([out, pad], dim=1)
 
