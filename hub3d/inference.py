@@ -359,10 +359,7 @@ def _stream(
 
     torch_threads = torch.get_num_threads()
     if runner.device.type == "cpu":
-        # Leave a core to each decoder thread. With every core in the model's OpenMP team, a preempted team
-        # member stalls each op: on the 2-core dev box, resnet3d_18 end-to-end fp32 15.0 -> 11.8 s, bf16 9.6 ->
-        # 7.7 s with 1 model thread + 1 decoder. Set for this thread only (OpenMP keeps it per thread).
-        torch.set_num_threads(threads or max(1, torch_threads - workers))
+        torch.set_num_threads(threads or cpu_model_threads(torch_threads, workers))
     elif threads:
         torch.set_num_threads(threads)
     try:
@@ -397,6 +394,16 @@ def _stream(
         if bar is not None:
             bar.close()
     assert next_out == len(videos), "internal error: some videos were never finished"
+
+
+def cpu_model_threads(cores: int, decoders: int) -> int:
+    """The model's torch threads on CPU next to ``decoders`` decoder threads.
+
+    A core is left to each decoder only when the model keeps at least two: on the idle 2-core dev box the model
+    on both cores beside one decoder was faster end to end (benchmarks/bench_inference.py, resnet3d_18, 128 clips:
+    fp32 22.4 -> 15.1 s, bf16 13.3 -> 9.2 s), though on the same box loaded by other jobs one model thread won.
+    """
+    return cores - decoders if cores - decoders >= 2 else cores
 
 
 def _no_clip_hint(clip_kwargs) -> str:

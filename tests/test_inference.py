@@ -295,5 +295,11 @@ def test_model_threads_during_the_run_are_restored(model, video, monkeypatch):
     hub3d.classify(model, path, threads=3)
     assert seen == [3] and torch.get_num_threads() == before
     seen.clear()
-    hub3d.classify(model, path, num_workers=1)  # default on cpu: one core left to the decoder
-    assert seen == [max(1, before - 1)] and torch.get_num_threads() == before
+    hub3d.classify(model, path, num_workers=1)  # default on cpu: see cpu_model_threads
+    assert seen == [inference.cpu_model_threads(before, 1)] and torch.get_num_threads() == before
+
+
+def test_cpu_model_threads_leave_decoders_a_core_only_on_bigger_machines():
+    assert inference.cpu_model_threads(2, 1) == 2
+    assert inference.cpu_model_threads(16, 1) == 15 and inference.cpu_model_threads(16, 4) == 12
+    assert inference.cpu_model_threads(1, 1) == 1

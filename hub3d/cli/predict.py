@@ -31,7 +31,7 @@ def engine_options(fn):
         click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True),
         click.option("--num-workers", type=click.IntRange(min=1), help="Decoder threads [1 on cpu, 4 on GPUs]."),
         click.option("--threads", type=click.IntRange(min=1),
-                     help="The model's torch threads [cpu: all cores but one per decoder thread]."),
+                     help="The model's torch threads [cpu: all cores, less one per decoder when 2+ remain]."),
         click.option("--skip-existing", is_flag=True, help="Resume: skip videos whose outputs already exist."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar or notices."),
     ]
