@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hub3d  # noqa: E402
 from hub3d import io  # noqa: E402
-from hub3d.inference import ClipRunner, _clip_kwargs, _Producer  # noqa: E402
+from hub3d.inference import ClipRunner, _clip_kwargs, _Producer, cpu_model_threads  # noqa: E402
 
 
 def smooth_frames(num_frames: int, height: int, width: int, seed: int) -> np.ndarray:
@@ -156,10 +156,10 @@ def main(argv=None):
         e2e[prec] = (t, all_t, mem.peak)
         print(f"end-to-end {prec}: {t:.2f} s, peak RSS {mem.peak / 2**20:.0f} MiB")
 
-    # Model-only with the torch threads the engine gives the model on cpu (all cores but one per decoder), so
-    # the ratio measures the overlap, not a thread-count change.
+    # Model-only with the torch threads the engine gives the model on cpu, so the ratio measures the overlap,
+    # not a thread-count change.
     workers = args.num_workers or 1
-    engine_threads = args.model_threads or max(1, torch.get_num_threads() - workers)
+    engine_threads = args.model_threads or cpu_model_threads(torch.get_num_threads(), workers)
     all_threads = torch.get_num_threads()
     torch.set_num_threads(engine_threads)
     results["model_threads"] = engine_threads
