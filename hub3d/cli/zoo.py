@@ -36,8 +36,13 @@ def list_command(pattern, pretrained, show_tags, as_json):
 def tag_row(name: str, tag: str) -> dict:
     import hub3d
 
+    from ..hub import hf_repo_id
+
     cfg = hub3d.get_pretrained_cfg(name, tag)
-    source = "bundled" if cfg.release == "bundled" else ("url" if cfg.url else ("drive" if cfg.drive_folder else "hf"))
+    if cfg.release == "bundled":
+        source = "bundled"
+    else:  # the order hub3d.hub.fetch_weights tries, after the cache
+        source = " > ".join([f"hf:{hf_repo_id(name, cfg)}"] + ["url"] * bool(cfg.url) + ["drive"] * bool(cfg.drive_folder))
     metrics = ", ".join(f"{k}={v}" for k, v in cfg.metrics.items()) or "-"
     return {
         "weights": f"{name}.{tag}",
