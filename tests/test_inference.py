@@ -5,6 +5,7 @@ transforms.Preprocess, windows cut and loop-padded by hand, and the model called
 """
 from __future__ import annotations
 
+import copy
 import json
 import threading
 import warnings
@@ -303,3 +304,15 @@ def test_cpu_model_threads_leave_decoders_a_core_only_on_bigger_machines():
     assert inference.cpu_model_threads(2, 1) == 2
     assert inference.cpu_model_threads(16, 1) == 15 and inference.cpu_model_threads(16, 4) == 12
     assert inference.cpu_model_threads(1, 1) == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CI has none)")
+def test_cuda_fp16_and_bf16_match_cpu(model, video):
+    path = video(20)
+    cpu = hub3d.classify(copy.deepcopy(model), path, device="cpu")
+    for precision in ("fp32", "fp16", "bf16"):
+        gpu = hub3d.classify(copy.deepcopy(model), path, device="cuda", precision=precision)
+        np.testing.assert_allclose(gpu.clip_probs, cpu.clip_probs, atol=1e-4 if precision == "fp32" else 0.05)
+        np.testing.assert_array_equal(gpu.clip_frames, cpu.clip_frames)
+    feats = hub3d.extract_features(copy.deepcopy(model), path, device="cuda")
+    assert feats.features.shape == (cpu.n_clips, model.num_features)
