@@ -46,6 +46,12 @@ def smooth_frames(num_frames: int, height: int, width: int, seed: int) -> np.nda
     return (t.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 
+def streamed_frames(num_frames: int, height: int, width: int, seed: int, chunk: int = 64):
+    """smooth_frames in chunks, so that an hour of 1080p never sits in memory."""
+    for start in range(0, num_frames, chunk):
+        yield from smooth_frames(min(chunk, num_frames - start), height, width, seed=seed * 100_003 + start)
+
+
 def make_videos(folder: Path, n: int, seconds: float, width: int, height: int, fps: float) -> list[str]:
     from hub3d.video import write_video
 
@@ -53,7 +59,7 @@ def make_videos(folder: Path, n: int, seconds: float, width: int, height: int, f
     for i in range(n):
         path = folder / f"bench_{i}_{width}x{height}_{seconds:g}s.mp4"
         if not path.exists():
-            write_video(path, smooth_frames(int(round(seconds * fps)), height, width, seed=i), fps=fps)
+            write_video(path, streamed_frames(int(round(seconds * fps)), height, width, seed=i), fps=fps)
         paths.append(str(path))
     return paths
 

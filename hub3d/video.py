@@ -9,6 +9,7 @@ resampling), which is what clip frame ranges refer to.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import partial
 from pathlib import Path
-from typing import Iterator, NamedTuple, Optional, Sequence, Union
+from typing import Iterable, Iterator, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
@@ -366,7 +367,7 @@ def read_frames(source: PathLike, **kwargs) -> np.ndarray:
 
 def write_video(
     path: PathLike,
-    frames: np.ndarray,
+    frames: Union[np.ndarray, Iterable[np.ndarray]],
     fps: float = 25.0,
     codec: str = "libx264",
     pix_fmt: str = "yuv420p",
@@ -377,6 +378,8 @@ def write_video(
 ) -> Path:
     """Write (T, H, W, 3) uint8 RGB frames to a video file, atomically (temp file + rename).
 
+    frames: an array, or any iterable of (H, W, 3) uint8 frames (streamed: long videos need not fit in memory).
+
     h264 with yuv420p needs even sizes: odd ones are padded by FFmpeg's encoder constraints, so use another
     pix_fmt (yuv444p) or codec (mpeg4 handles odd sizes) to keep them exact.
     times: per-frame presentation times in seconds (variable frame rate); default i / fps.
@@ -385,17 +388,29 @@ def write_video(
     import av
 
     path = Path(path)
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"{path}: frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-    if times is not None and len(times) != len(frames):
-        raise ValueError(f"{path}: {len(times)} times for {len(frames)} frames")
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError(f"{path}: no frames to write")
+    height, width = np.shape(first)[:2]
+
+    def checked(all_frames):
+        for i, frame in enumerate(all_frames):
+            frame = np.asarray(frame)
+            if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
+                raise ValueError(f"{path}: frame {i} must be ({height}, {width}, 3) uint8, got {frame.shape} {frame.dtype}")
+            if times is not None and i >= len(times):
+                raise ValueError(f"{path}: more frames than the {len(times)} times given")
+            yield i, frame
+        if times is not None and i + 1 != len(times):
+            raise ValueError(f"{path}: {len(times)} times for {i + 1} frames")
+
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
     try:
         with av.open(str(tmp), mode="w") as container:
             rate = Fraction(fps).limit_denominator(1001)
             stream = container.add_stream(codec, rate=rate)
-            stream.width, stream.height = frames.shape[2], frames.shape[1]
+            stream.width, stream.height = width, height
             stream.pix_fmt = pix_fmt
             if pix_fmt.startswith("gray"):  # RGB -> gray gives full-range luma; say so, or it decodes as limited
                 stream.codec_context.color_range = 2  # AVCOL_RANGE_JPEG
@@ -406,7 +421,7 @@ def write_video(
                 stream.options = options
             if rotation:
                 stream.set_display_rotation(rotation)
-            for i, frame in enumerate(frames):
+            for i, frame in checked(itertools.chain([first], frames)):
                 vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
                 if times is not None:
                     vf.pts, vf.time_base = int(round(times[i] * 1000)), Fraction(1, 1000)

@@ -9,7 +9,7 @@ import pytest
 from conftest import frame_id, pattern_frames, random_frames
 from PIL import Image
 
-from hub3d.video import VideoError, iter_frames, probe, read_frames
+from hub3d.video import VideoError, iter_frames, probe, read_frames, write_video
 
 FORMATS = [  # codec, pix_fmt, suffix, (height, width)
     ("libx264", "yuv420p", ".mp4", (48, 64)),
@@ -306,3 +306,15 @@ def test_iter_frames_is_lazy(make_video):
     first = next(it)
     assert first.index == 0 and frame_id(first.image) == 0
     it.close()  # closing the generator closes the container
+
+
+def test_write_video_streams_an_iterable_and_checks_each_frame(tmp_path):
+    frames = (np.full((32, 48, 3), 10 * i, dtype=np.uint8) for i in range(20))  # a generator: never one array
+    path = write_video(tmp_path / "streamed.mp4", frames, fps=10)
+    assert read_frames(path).shape == (20, 32, 48, 3)
+    mixed = [np.zeros((32, 48, 3), np.uint8), np.zeros((32, 40, 3), np.uint8)]
+    with pytest.raises(ValueError, match="frame 1 must be"):
+        write_video(tmp_path / "mixed.mp4", mixed)
+    assert not list(tmp_path.glob("*mixed*"))  # nothing half-written left behind
+    with pytest.raises(ValueError, match="no frames"):
+        write_video(tmp_path / "empty.mp4", [])
