@@ -44,3 +44,10 @@ def test_readme_main_job_runs_offline():
                          env={**os.environ, "HF_HUB_OFFLINE": "1", "HUB3D_OFFLINE": "1"}, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "(right)" in out.stdout and "RANDOM" not in out.stderr
+
+
+def test_finetune_example_trains_a_new_classifier():
+    out = run(ROOT / "examples" / "finetune.py")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "['move_down', 'move_left', 'move_right', 'move_up']"
+    assert "'val_video_acc1'" in out.stdout
