@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
@@ -200,18 +199,6 @@ def load_state_dict_strict(model: nn.Module, state_dict: dict, where: str) -> No
     model.load_state_dict(state_dict, strict=True)
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temp file in the same directory, then rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def model_config(model: nn.Module) -> dict:
     """The config.json of a model: everything needed to rebuild it exactly, plus its labels and preprocessing."""
     from . import __version__
@@ -233,13 +220,15 @@ def save_pretrained(model: nn.Module, save_directory: PathLike, config_extra: Op
     """Write model.safetensors + config.json (atomically) into a directory that hub3d.load reads back."""
     from safetensors.torch import save_file
 
+    from .io import atomic_path, write_text
+
     directory = Path(save_directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     config = {**model_config(model), **(config_extra or {})}
-    _atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    text = json.dumps(config, indent=2, sort_keys=False) + "\n"
-    _atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    with atomic_path(directory / WEIGHTS_NAME) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+    write_text(directory / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     return directory
 
 

@@ -27,10 +27,27 @@ VIDEO_EXTENSIONS = frozenset(
 TMP_MARKER = ".tmp"
 
 
-def temp_path_for(path: PathLike) -> Path:
+def temp_path_for(path: PathLike, suffix: str = "") -> Path:
     """A unique hidden sibling of ``path`` (same directory, so the final rename never crosses filesystems)."""
     path = Path(path)
-    return path.with_name(f".{path.name}{TMP_MARKER}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    return path.with_name(f".{path.name}{TMP_MARKER}{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike, keep_suffix: bool = False) -> Iterator[Path]:
+    """A temp path for writers that take a file name: renamed over ``path`` on clean exit, else deleted.
+
+    keep_suffix: end the temp name with path's extension too (PyAV picks the container format from it).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(path, path.suffix if keep_suffix else "")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
 
 
 @contextlib.contextmanager
@@ -38,18 +55,11 @@ def atomic_write(path: PathLike, mode: str = "wb", **open_kwargs) -> Iterator[An
     """Open a temp file for writing; on clean exit it replaces ``path``, on any error (or Ctrl-C) it is deleted."""
     if "w" not in mode:
         raise ValueError(f"atomic_write needs a write mode, not {mode!r}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(path)
-    try:
+    with atomic_path(path) as tmp:
         with open(tmp, mode, **open_kwargs) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 def write_bytes(path: PathLike, data: bytes) -> Path:

@@ -387,6 +387,8 @@ def write_video(
     """
     import av
 
+    from .io import atomic_path
+
     path = Path(path)
     frames = iter(frames)
     first = next(frames, None)
@@ -405,32 +407,26 @@ def write_video(
         if times is not None and i + 1 != len(times):
             raise ValueError(f"{path}: {len(times)} times for {i + 1} frames")
 
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
-    try:
-        with av.open(str(tmp), mode="w") as container:
-            rate = Fraction(fps).limit_denominator(1001)
-            stream = container.add_stream(codec, rate=rate)
-            stream.width, stream.height = width, height
-            stream.pix_fmt = pix_fmt
-            if pix_fmt.startswith("gray"):  # RGB -> gray gives full-range luma; say so, or it decodes as limited
-                stream.codec_context.color_range = 2  # AVCOL_RANGE_JPEG
+    with atomic_path(path, keep_suffix=True) as tmp, av.open(str(tmp), mode="w") as container:
+        rate = Fraction(fps).limit_denominator(1001)
+        stream = container.add_stream(codec, rate=rate)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = pix_fmt
+        if pix_fmt.startswith("gray"):  # RGB -> gray gives full-range luma; say so, or it decodes as limited
+            stream.codec_context.color_range = 2  # AVCOL_RANGE_JPEG
+        if times is not None:
+            stream.time_base = Fraction(1, 1000)
+            stream.codec_context.time_base = Fraction(1, 1000)
+        if options:
+            stream.options = options
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for i, frame in checked(itertools.chain([first], frames)):
+            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
             if times is not None:
-                stream.time_base = Fraction(1, 1000)
-                stream.codec_context.time_base = Fraction(1, 1000)
-            if options:
-                stream.options = options
-            if rotation:
-                stream.set_display_rotation(rotation)
-            for i, frame in checked(itertools.chain([first], frames)):
-                vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
-                if times is not None:
-                    vf.pts, vf.time_base = int(round(times[i] * 1000)), Fraction(1, 1000)
-                for packet in stream.encode(vf):
-                    container.mux(packet)
-            for packet in stream.encode():
+                vf.pts, vf.time_base = int(round(times[i] * 1000)), Fraction(1, 1000)
+            for packet in stream.encode(vf):
                 container.mux(packet)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        for packet in stream.encode():
+            container.mux(packet)
     return path
