@@ -426,6 +426,103 @@ def test_cli_push_converts_original_and_download_prints_path(fake_hub, monkeypat
 
 
 # ---------------------------------------------------------------------------------------------------------
+# 'model.tag' names (what list_pretrained() prints) and class-bound from_pretrained.
+
+
+def test_load_accepts_the_names_list_pretrained_prints(fake_hub, monkeypatch, tmp_path):
+    assert "resnet3d_34.kinetics400" in hub3d.list_pretrained()
+    patch_tag(monkeypatch, "resnet3d_34", "kinetics400", arch_kwargs={"shortcut_type": "A", **TINY})
+    r34 = tiny_tag_model("resnet3d_34", "kinetics400", seed=21)
+    fake_hub.add_repo("hub3d/resnet3d_34.kinetics400", hub3d_files(r34, tmp_path))
+    model = hub3d.load("resnet3d_34.kinetics400").eval()
+    assert model.arch_name == "resnet3d_34" and model.pretrained_cfg.tag == "kinetics400"
+    assert same_weights(model, r34) and model.labels == r34.labels
+    # A generic request (the CLI's default 'kinetics', True) defers to the tag in the name; another tag is an error.
+    assert same_weights(hub3d.load("resnet3d_34.kinetics400", pretrained="kinetics"), r34)
+    three = hub3d.load("resnet3d_34.kinetics400", pretrained=True, num_classes=3)
+    assert three.num_classes == 3 and torch.equal(three.conv1.weight, r34.conv1.weight)
+    with pytest.raises(errors.ConfigError, match="names tag 'kinetics400' but pretrained='kinetics700'"):
+        hub3d.load("resnet3d_34.kinetics400", pretrained="kinetics700")
+    with pytest.raises(errors.ConfigError, match="pretrained=False"):
+        hub3d.load("resnet3d_34.kinetics400", pretrained=False)
+    with pytest.raises(ValueError, match="model 'resnet3d_34' has no tag 'nope'"):
+        hub3d.load("resnet3d_34.nope")
+    with pytest.raises(ValueError, match="unknown model 'resnet3d_99.kinetics400'"):
+        hub3d.load("resnet3d_99.kinetics400")
+
+
+def test_model_tag_names_in_create_model_and_with_a_file(tmp_path):
+    model = hub3d.create_model("motion_demo.synthetic")  # the tag's config, random weights
+    assert model.pretrained_cfg == hub3d.get_pretrained_cfg("motion_demo", "synthetic")
+    bundled = hub3d.load("motion_demo", pretrained="synthetic")
+    assert same_weights(hub3d.load("motion_demo.synthetic"), bundled)
+    # With a file: the tag in the name picks the file's preprocessing and labels, as tag= does.
+    original = tmp_path / "demo.pth"
+    save_hara2020(bundled, original, arch="motion-demo")
+    from_file = hub3d.load("motion_demo.synthetic", pretrained=original)
+    assert same_weights(from_file, bundled) and from_file.pretrained_cfg.tag == "synthetic"
+    assert from_file.labels == bundled.labels
+
+
+def test_an_existing_path_named_like_a_model_tag_wins(tmp_path, monkeypatch):
+    other = hub3d.create_model("resnet3d_10", num_classes=3, widen_factor=0.25)
+    save_pretrained(other, tmp_path / "motion_demo.synthetic")
+    monkeypatch.chdir(tmp_path)
+    loaded = hub3d.load("motion_demo.synthetic")
+    assert loaded.arch_name == "resnet3d_10" and same_weights(loaded, other)
+
+
+def test_cli_takes_model_tag_names(fake_hub, monkeypatch, tmp_path):
+    from hub3d.cli.predict import load_model
+
+    runner = CliRunner()
+    result = runner.invoke(main, ["download", "motion_demo.synthetic"])
+    assert result.exit_code == 0, result.output
+    assert Path(result.output.strip().splitlines()[-1]) == sources.bundled_dir("motion_demo", "synthetic")
+    result = runner.invoke(main, ["download", "motion_demo.synthetic", "--pretrained", "other"])
+    assert result.exit_code != 0 and "names tag 'synthetic'" in result.output
+    # hub3d predict/features --model: the command's default --pretrained (kinetics) does not override the name.
+    assert load_model("motion_demo.synthetic", "kinetics").pretrained_cfg.tag == "synthetic"
+
+    patch_tag(monkeypatch, "resnet3d_18", "kinetics400", arch_kwargs={"shortcut_type": "A", **TINY})
+    source = tiny_tag_model(seed=22)
+    bare = tmp_path / "r18.pth"  # a bare state dict does not say which model it is: --model does
+    save_bare(source, bare)
+    result = runner.invoke(main, ["convert", str(bare), "--model", "resnet3d_18.kinetics400"])
+    assert result.exit_code == 0, result.output
+    converted = sources.converted_dir("resnet3d_18", "kinetics400")
+    assert result.output.strip() == f"wrote {converted}"
+    back = hub3d.load("resnet3d_18", pretrained="kinetics400")  # found in the cache: no request
+    assert same_weights(back, source) and back.labels == source.labels and fake_hub.requests == []
+
+
+def test_from_pretrained_takes_a_bare_hub_repo_id(fake_hub, tmp_path):
+    from hub3d.models.base import VideoModel
+    from hub3d.models.resnet3d import ResNet3d
+
+    model = hub3d.create_model("resnet3d_10", num_classes=3, widen_factor=0.25).eval()
+    commit = fake_hub.add_repo("me/tiny-r10", hub3d_files(model, tmp_path))
+    assert same_weights(VideoModel.from_pretrained("me/tiny-r10"), model)
+    assert same_weights(ResNet3d.from_pretrained(f"me/tiny-r10@{commit}"), model)
+    with pytest.raises(errors.WeightsNotFoundError, match="me/absent.*repository not found"):
+        VideoModel.from_pretrained("me/absent")
+
+
+def test_from_pretrained_on_a_class_builds_that_class_or_raises(tmp_path):
+    from hub3d.models.base import VideoModel
+    from hub3d.models.densenet3d import DenseNet3d
+    from hub3d.models.resnet3d import ResNet3d
+
+    dense = hub3d.create_model("densenet3d_121", num_classes=2, growth_rate=4,
+                               num_init_features=8)
+    dense.save_pretrained(tmp_path / "dense")
+    with pytest.raises(errors.CheckpointError, match=r"dense: holds a densenet3d_121 model \(DenseNet3d\), not a ResNet3d"):
+        ResNet3d.from_pretrained(tmp_path / "dense")
+    assert isinstance(DenseNet3d.from_pretrained(tmp_path / "dense"), DenseNet3d)
+    assert same_weights(VideoModel.from_pretrained(tmp_path / "dense"), dense)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # weights/ agrees with the registry.
 
 
