@@ -4,7 +4,19 @@
 torchvision load when a feature needs them.
 """
 from . import models  # noqa: F401  (registers every architecture)
+from .errors import (
+    CheckpointError,
+    ChecksumError,
+    ConfigError,
+    DownloadError,
+    Hub3dError,
+    UnsafeCheckpointError,
+    VideoError,
+    WeightsNotFoundError,
+)
+from .loader import convert, load
 from .pretrained import PretrainedCfg, class_order_from_csv
+from .publish import push_to_hub, save_pretrained
 from .registry import (
     create_model,
     get_pretrained_cfg,
@@ -14,14 +26,10 @@ from .registry import (
     model_info,
     register_model,
 )
-
-__version__ = "0.1.0"
+from .version import __version__
 
 # name -> module that defines it, imported on first use.
 _LAZY = {
-    "load": "loader",
-    "convert": "checkpoint",
-    "save_pretrained": "checkpoint",
     "classify": "inference",
     "extract_features": "inference",
     "iter_clips": "inference",
@@ -38,6 +46,19 @@ def __getattr__(name):
 
 
 __all__ = [
+    "CheckpointError",
+    "ChecksumError",
+    "ConfigError",
+    "DownloadError",
+    "Hub3dError",
+    "UnsafeCheckpointError",
+    "VideoError",
+    "WeightsNotFoundError",
+    "__version__",
+    "convert",
+    "load",
+    "push_to_hub",
+    "save_pretrained",
     "PretrainedCfg",
     "class_order_from_csv",
     "create_model",

@@ -7,6 +7,9 @@ Layouts read (detected from the file, never from its name):
 - Hara 2020: {'epoch', 'arch', 'state_dict', 'optimizer', 'scheduler'}.
 - torchvision: a bare state dict.
 Pickled files are read with ``torch.load(weights_only=True)``: a file that would run code is refused.
+
+Formats only: nothing here builds a model or knows where files come from (hub3d.sources) or how a model is
+assembled from them (hub3d.loader). Models are written through their metadata attributes alone.
 """
 from __future__ import annotations
 
@@ -19,6 +22,10 @@ from typing import Optional, Union
 
 import torch
 from torch import nn
+
+from .errors import CheckpointError, UnsafeCheckpointError
+from .io import atomic_path, write_text
+from .version import __version__
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -35,14 +42,6 @@ ARCH_PREFIXES = {
     "densenet": "densenet3d",
     "resnet2p1d": "resnet2p1d",
 }
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit the model; the message names file and problem."""
-
-
-class UnsafeCheckpointError(CheckpointError):
-    """A pickled checkpoint that holds more than tensors and plain data: loading it would run code."""
 
 
 @dataclass
@@ -201,8 +200,6 @@ def load_state_dict_strict(model: nn.Module, state_dict: dict, where: str) -> No
 
 def model_config(model: nn.Module) -> dict:
     """The config.json of a model: everything needed to rebuild it exactly, plus its labels and preprocessing."""
-    from . import __version__
-
     return {
         "format": "hub3d",
         "format_version": FORMAT_VERSION,
@@ -216,13 +213,11 @@ def model_config(model: nn.Module) -> dict:
     }
 
 
-def save_pretrained(model: nn.Module, save_directory: PathLike, config_extra: Optional[dict] = None) -> Path:
-    """Write model.safetensors + config.json (atomically) into a directory that hub3d.load reads back."""
+def write_pretrained(model: nn.Module, directory: PathLike, config_extra: Optional[dict] = None) -> Path:
+    """Write model.safetensors + config.json (each atomically) into a directory that hub3d.load reads back."""
     from safetensors.torch import save_file
 
-    from .io import atomic_path, write_text
-
-    directory = Path(save_directory)
+    directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     config = {**model_config(model), **(config_extra or {})}
@@ -230,16 +225,3 @@ def save_pretrained(model: nn.Module, save_directory: PathLike, config_extra: Op
         save_file(tensors, str(tmp), metadata={"format": "pt"})
     write_text(directory / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     return directory
-
-
-def convert(
-    file: PathLike, out_dir: PathLike, model_name: Optional[str] = None, tag: Optional[str] = None
-) -> Path:
-    """Convert an original checkpoint into hub3d's format (model.safetensors + config.json) in out_dir."""
-    from .loader import load
-
-    if model_name is None:
-        model = load(str(file))
-    else:
-        model = load(model_name, pretrained=str(file), tag=tag)
-    return save_pretrained(model, out_dir, config_extra={"converted_from": Path(file).name})

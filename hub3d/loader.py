@@ -1,15 +1,45 @@
-"""hub3d.load: one call from a name, a tag, a file, a directory or a Hub repo to a ready model."""
+"""hub3d.load: one call from a name, a tag, a file, a directory or a Hub repo to a ready model.
+
+The loader builds models (through the registry), loads checkpoints into them (hub3d.checkpoint reads the
+formats), and converts original files into hub3d's cache (hub3d.sources finds the files).
+"""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Optional, Union
 
 from torch import nn
 
-from .checkpoint import Checkpoint, CheckpointError, infer_arch_kwargs, load_state_dict_strict, read_checkpoint
+from .checkpoint import (
+    Checkpoint,
+    infer_arch_kwargs,
+    load_state_dict_strict,
+    read_checkpoint,
+    write_pretrained,
+)
+from .errors import CheckpointError, ConfigError
 from .pretrained import PretrainedCfg
-from .registry import _pretrained_cfgs, create_model, get_pretrained_cfg, is_model, resolve_tag
+from .registry import (
+    TAG_ALIASES,
+    _pretrained_cfgs,
+    create_model,
+    get_pretrained_cfg,
+    is_model,
+    resolve_tag,
+    split_model_tag,
+)
+from .sources import (
+    converted_dir,
+    download_hf,
+    is_hub3d_dir,
+    locate_weights,
+    parse_hf_id,
+    weights_key,
+    weights_lock,
+)
 
 
 # Which release a checkpoint layout comes from, to pick the preprocessing of an unnamed file.
@@ -27,7 +57,8 @@ def load(
 
     - ``load("resnet3d_34")``: random weights, the architecture's default preprocessing.
     - ``load("resnet3d_34", pretrained="kinetics")`` (or True, or a tag): the released weights, fetched once,
-      verified and cached (see hub3d.hub).
+      verified and cached (see hub3d.sources); ``load("resnet3d_34.kinetics400")`` is the same as
+      ``pretrained="kinetics400"`` (the names list_pretrained() prints).
     - ``load("resnet3d_34", pretrained="resnet-34-kinetics.pth")``: any original checkpoint file; what the file
       determines (classes, shortcut type, stem, cardinality) is read from it.
     - ``load("path/to/dir_or_file")``, ``load("hf-hub:org/name@revision")``: hub3d-format models, and original
@@ -37,13 +68,12 @@ def load(
     """
     name = str(name_or_path)
     if name.startswith("hf-hub:"):
-        from .hub import download_hf, parse_hf_id
-
         directory = download_hf(*parse_hf_id(name))
         return _load_checkpoint(read_checkpoint(directory), None, None, num_classes, arch_kwargs)
+    if not is_model(name) and os.path.exists(name):  # an existing path wins over a 'model.tag' reading
+        return _load_checkpoint(read_checkpoint(name), None, tag, num_classes, arch_kwargs)
+    name, pretrained, tag = _name_tag(name, pretrained, tag)
     if not is_model(name):
-        if os.path.exists(name):
-            return _load_checkpoint(read_checkpoint(name), None, tag, num_classes, arch_kwargs)
         create_model(name)  # raises the registry's clear "unknown model" error
 
     if pretrained is None or pretrained is False:
@@ -52,10 +82,45 @@ def load(
         return _load_checkpoint(read_checkpoint(pretrained), name, tag, num_classes, arch_kwargs)
 
     cfg = get_pretrained_cfg(name, pretrained)
-    from .hub import fetch_weights
-
     path = fetch_weights(name, cfg)
     return _load_checkpoint(read_checkpoint(path), name, cfg.tag, num_classes, arch_kwargs)
+
+
+def _name_tag(name: str, pretrained, tag: Optional[str]) -> tuple:
+    """Read 'model.tag' as model + tag: (model, pretrained, tag) for load's own arguments.
+
+    The tag in the name means pretrained=tag and wins over a generic request (True, 'default', an alias such
+    as 'kinetics': what a CLI default passes); with a file as ``pretrained`` it picks the file's preprocessing
+    and labels (the ``tag`` argument). Another tag, or pretrained=False, contradicts the name: an error.
+    """
+    model, name_tag = split_model_tag(name)
+    if name_tag is None:
+        return name, pretrained, tag
+    if tag is not None and tag != name_tag:
+        raise ConfigError(f"{name!r} names tag {name_tag!r} but tag={tag!r} was given too")
+    if pretrained is None or pretrained is True or pretrained in (name_tag, "default", *TAG_ALIASES):
+        return model, name_tag, None
+    if pretrained is False:
+        raise ConfigError(f"{name!r} names pretrained weights but pretrained=False was given: "
+                          f"use hub3d.create_model({name!r}) for that tag's model with random weights")
+    if isinstance(pretrained, os.PathLike) or _looks_like_path(str(pretrained)):
+        return model, pretrained, name_tag
+    raise ConfigError(f"{name!r} names tag {name_tag!r} but pretrained={pretrained!r} was given too")
+
+
+def fetch_weights(model_name: str, cfg: PretrainedCfg, progress: bool = True) -> Path:
+    """The local hub3d directory of one tag: located (hub3d.sources) and, for an original file, converted once.
+
+    The conversion runs under the tag's lock, so processes loading the same tag at once convert it once.
+    """
+    path = locate_weights(model_name, cfg, progress=progress)
+    if is_hub3d_dir(path):
+        return path
+    with weights_lock(model_name, cfg.tag):
+        converted = converted_dir(model_name, cfg.tag)
+        if is_hub3d_dir(converted):  # another process converted it first
+            return converted
+        return convert_into_cache(path, model_name, cfg.tag)
 
 
 def _looks_like_path(value: str) -> bool:
@@ -120,3 +185,37 @@ def cfg_for_checkpoint(name: str, ckpt: Checkpoint, tag: Optional[str] = None) -
             return cfg.replace(file=ckpt.path.name)
     base = get_pretrained_cfg(name, None)
     return base.replace(num_classes=classes or base.num_classes, labels=None, labels_verified=False)
+
+
+def convert(
+    file: Union[str, os.PathLike], out_dir: Union[str, os.PathLike], model_name: Optional[str] = None,
+    tag: Optional[str] = None,
+) -> Path:
+    """Convert an original checkpoint into hub3d's format (model.safetensors + config.json) in out_dir.
+
+    ``model_name`` may be 'model.tag' (then ``tag`` is optional).
+    """
+    if model_name is None:
+        model = load(str(file), tag=tag)
+    else:
+        model = load(model_name, pretrained=str(file), tag=tag)
+    return write_pretrained(model, out_dir, config_extra={"converted_from": Path(file).name})
+
+
+def convert_into_cache(file: Union[str, os.PathLike], model_name: str, tag: str) -> Path:
+    """Convert an original checkpoint into {cache}/{model}.{tag}/, atomically (a temp dir renamed into place)."""
+    final = converted_dir(model_name, tag)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{weights_key(model_name, tag)}.", suffix=".tmp"))
+    try:
+        convert(file, tmp, model_name=model_name, tag=tag)
+        if final.exists() and not is_hub3d_dir(final):
+            shutil.rmtree(final)  # a leftover that was never a complete conversion
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not is_hub3d_dir(final):  # not just another process that finished first
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final

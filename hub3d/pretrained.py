@@ -12,6 +12,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Optional
 
+from .errors import ConfigError
+
 KINETICS400_MEAN_255 = (114.7748, 107.7354, 99.4750)  # CVPR 2018 release: 0-255 frames, std 1
 KINETICS700_MEAN = (0.4345, 0.4051, 0.3775)  # 2020 release: frames / 255
 KINETICS700_STD = (0.2768, 0.2713, 0.2737)
@@ -87,7 +89,7 @@ class PretrainedCfg:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown PretrainedCfg fields {sorted(unknown)}")
+            raise ConfigError(f"unknown PretrainedCfg fields {sorted(unknown)}")
         d = dict(d)
         for key in ("mean", "std"):
             if key in d:
@@ -102,7 +104,7 @@ class PretrainedCfg:
             return [f"class_{i}" for i in range(self.num_classes)]
         names = read_label_file(self.labels)
         if len(names) != self.num_classes:
-            raise ValueError(
+            raise ConfigError(
                 f"label file {self.labels!r} has {len(names)} names but tag {self.tag!r} has "
                 f"{self.num_classes} classes"
             )

@@ -7,6 +7,7 @@ from typing import Callable, Optional, Union
 
 import torch
 
+from .errors import ConfigError
 from .pretrained import PretrainedCfg
 
 _entrypoints: dict[str, Callable[..., torch.nn.Module]] = {}
@@ -49,11 +50,25 @@ def _check_name(name: str) -> None:
     if name not in _entrypoints:
         close = fnmatch.filter(_entrypoints, f"*{name.split('_')[0]}*")[:8]
         hint = f"; similar: {', '.join(close)}" if close else ""
-        raise ValueError(f"unknown model {name!r}{hint}. See hub3d.list_models().")
+        raise ConfigError(f"unknown model {name!r}{hint}. See hub3d.list_models().")
 
 
 def is_model(name: str) -> bool:
     return name in _entrypoints
+
+
+def split_model_tag(name: str) -> tuple[str, Optional[str]]:
+    """'resnet3d_34.kinetics400' (a name list_pretrained() prints) -> ('resnet3d_34', 'kinetics400').
+
+    A registered model name comes back as (name, None), and so does anything else (a path, a Hub id, a typo):
+    callers check for an existing path first, so a file named like a model.tag wins.
+    """
+    if name in _entrypoints:
+        return name, None
+    model, dot, tag = name.rpartition(".")
+    if dot and tag and model in _entrypoints:
+        return model, tag
+    return name, None
 
 
 def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
@@ -83,7 +98,7 @@ def resolve_tag(name: str, tag: Union[bool, str]) -> str:
     """Turn True / 'default' / an alias into one of the model's tags, or raise a clear error."""
     tags = list_tags(name)
     if not tags:
-        raise ValueError(f"model {name!r} has no pretrained weights; use pretrained=None or a file path")
+        raise ConfigError(f"model {name!r} has no pretrained weights; use pretrained=None or a file path")
     if tag is True or tag == "default":
         return tags[0]
     if tag in tags:
@@ -91,7 +106,7 @@ def resolve_tag(name: str, tag: Union[bool, str]) -> str:
     for candidate in TAG_ALIASES.get(tag, ()):
         if candidate in tags:
             return candidate
-    raise ValueError(f"model {name!r} has no tag {tag!r}; its tags: {', '.join(tags)}")
+    raise ConfigError(f"model {name!r} has no tag {tag!r}; its tags: {', '.join(tags)}")
 
 
 def get_pretrained_cfg(name: str, tag: Union[None, bool, str] = None) -> PretrainedCfg:
@@ -112,9 +127,12 @@ def create_model(
 
     The config's architecture overrides apply first, then the caller's; num_classes defaults to the config's.
     The model remembers its name, its full arguments, its config and its class names, so that it can be
-    saved and rebuilt exactly.
+    saved and rebuilt exactly. ``name`` may be 'model.tag': that tag's config (no weights: see hub3d.load).
     """
+    name, tag = split_model_tag(name)
     _check_name(name)
+    if tag is not None and pretrained_cfg is None:
+        pretrained_cfg = get_pretrained_cfg(name, tag)
     cfg = pretrained_cfg or _random_cfgs[name]
     kwargs = {**cfg.arch_kwargs, **arch_kwargs}
     kwargs["num_classes"] = cfg.num_classes if num_classes is None else num_classes

@@ -22,23 +22,13 @@ from typing import Iterable, Iterator, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
+from .errors import VideoError  # noqa: F401  (hub3d.video.VideoError, as before)
+
 PathLike = Union[str, os.PathLike]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 DEFAULT_FOLDER_FPS = 25.0
 _EPS = 1e-6  # seconds: slack for float timestamps compared with start/end and the resampling grid
-
-
-class VideoError(Exception):
-    """A video that cannot be read; the message names the file and the reason."""
-
-    def __init__(self, path, reason: str):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
-
-    def __reduce__(self):  # picklable (DataLoader workers, multiprocessing) despite the two-argument __init__
-        return type(self), (self.path, self.reason)
 
 
 class Frame(NamedTuple):

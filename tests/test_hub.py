@@ -11,8 +11,8 @@ import torch
 from click.testing import CliRunner
 
 import hub3d
-from hub3d import hub
-from hub3d.checkpoint import save_pretrained
+from hub3d import errors, loader, publish, sources
+from hub3d.publish import save_pretrained
 from hub3d.cli import main
 from hub3d.pretrained import DRIVE_2018
 from hf_server import TINY, fake_hub, patch_tag, set_offline, tiny_tag_model  # noqa: F401  (fixture)
@@ -54,24 +54,24 @@ def url_tag(monkeypatch, server, tmp_path, name="r3d_tiny-{}.pth", seed=0):
 
 def test_cache_dir_follows_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("HUB3D_HOME", str(tmp_path / "h"))
-    assert hub.cache_dir() == tmp_path / "h"
+    assert sources.cache_dir() == tmp_path / "h"
     monkeypatch.delenv("HUB3D_HOME")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert hub.cache_dir() == tmp_path / "xdg" / "hub3d"
+    assert sources.cache_dir() == tmp_path / "xdg" / "hub3d"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert hub.cache_dir() == tmp_path / "home" / ".cache" / "hub3d"
+    assert sources.cache_dir() == tmp_path / "home" / ".cache" / "hub3d"
 
 
 def test_parse_hf_id_and_default_repo():
-    assert hub.parse_hf_id("hf-hub:org/name") == ("org/name", None)
-    assert hub.parse_hf_id("hf-hub:org/name@v1.0") == ("org/name", "v1.0")
+    assert sources.parse_hf_id("hf-hub:org/name") == ("org/name", None)
+    assert sources.parse_hf_id("hf-hub:org/name@v1.0") == ("org/name", "v1.0")
     for bad in ("hf-hub:name", "hf-hub:a/b/c", "hf-hub:/x"):
         with pytest.raises(ValueError, match="not a Hugging Face Hub repo id"):
-            hub.parse_hf_id(bad)
+            sources.parse_hf_id(bad)
     cfg = hub3d.get_pretrained_cfg("resnet3d_34", "kinetics400")
-    assert hub.hf_repo_id("resnet3d_34", cfg) == "hub3d/resnet3d_34.kinetics400"
-    assert hub.hf_repo_id("resnet3d_34", cfg.replace(hf_hub_id="me/r34")) == "me/r34"
+    assert sources.hf_repo_id("resnet3d_34", cfg) == "hub3d/resnet3d_34.kinetics400"
+    assert sources.hf_repo_id("resnet3d_34", cfg.replace(hf_hub_id="me/r34")) == "me/r34"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -108,21 +108,21 @@ def test_hf_hub_prefix_and_pinned_revision(fake_hub, tmp_path):
     assert same_weights(hub3d.load("hf-hub:me/finetuned@v1"), first)
     latest = hub3d.load("hf-hub:me/finetuned")
     assert same_weights(latest, second) and latest.arch_kwargs["widen_factor"] == 0.25
-    assert hub.download_hf("me/finetuned").name == c2
+    assert sources.download_hf("me/finetuned").name == c2
 
     fake_hub.reset_counts()
     hub3d.load(f"hf-hub:me/finetuned@{c1}")  # a commit hash already cached: nothing to ask
     assert fake_hub.requests == []
 
-    with pytest.raises(hub.WeightsNotFoundError, match="me/finetuned@nope.*revision not found"):
-        hub.download_hf("me/finetuned", revision="nope")
-    with pytest.raises(hub.WeightsNotFoundError, match="me/missing.*repository not found"):
+    with pytest.raises(errors.WeightsNotFoundError, match="me/finetuned@nope.*revision not found"):
+        sources.download_hf("me/finetuned", revision="nope")
+    with pytest.raises(errors.WeightsNotFoundError, match="me/missing.*repository not found"):
         hub3d.load("hf-hub:me/missing")
     with pytest.raises(ValueError, match="not a Hugging Face Hub repo id"):
         hub3d.load("hf-hub:no-org")
     fake_hub.add_repo("me/not-hub3d", {"README.md": b"hi"})
-    with pytest.raises(hub.WeightsNotFoundError, match="not a hub3d repo"):
-        hub.download_hf("me/not-hub3d")
+    with pytest.raises(errors.WeightsNotFoundError, match="not a hub3d repo"):
+        sources.download_hf("me/not-hub3d")
 
 
 def test_offline_mode_uses_caches_and_makes_no_request(fake_hub, monkeypatch, tmp_path):
@@ -136,21 +136,21 @@ def test_offline_mode_uses_caches_and_makes_no_request(fake_hub, monkeypatch, tm
     set_offline(monkeypatch)
     assert same_weights(hub3d.load("hf-hub:me/tiny"), model)
     assert same_weights(hub3d.load("resnet3d_18", pretrained="kinetics400"), url_model)
-    with pytest.raises(hub.WeightsNotFoundError) as err:
+    with pytest.raises(errors.WeightsNotFoundError) as err:
         hub3d.load("resnet3d_34", pretrained="kinetics400")
     assert "could not be reached" in str(err.value) and "resnet-34-kinetics.pth" in str(err.value)
-    (Path(hub.cache_dir()) / "resnet3d_18.kinetics400" / "config.json").unlink()
-    (Path(hub.cache_dir()) / cfg.file).unlink()
-    with pytest.raises(hub.WeightsNotFoundError, match="not tried \\(offline mode\\)"):
+    (Path(sources.cache_dir()) / "resnet3d_18.kinetics400" / "config.json").unlink()
+    (Path(sources.cache_dir()) / cfg.file).unlink()
+    with pytest.raises(errors.WeightsNotFoundError, match="not tried \\(offline mode\\)"):
         hub3d.load("resnet3d_18", pretrained="kinetics400")
     assert fake_hub.requests == []
 
 
 def test_missing_everywhere_names_file_folder_and_command(fake_hub):
-    with pytest.raises(hub.WeightsNotFoundError) as err:
+    with pytest.raises(errors.WeightsNotFoundError) as err:
         hub3d.load("resnet3d_34", pretrained="kinetics")
     message = str(err.value)
-    cache = hub.cache_dir()
+    cache = sources.cache_dir()
     assert "'resnet-34-kinetics.pth'" in message and DRIVE_2018 in message
     assert "hub3d/resnet3d_34.kinetics400 on the Hugging Face Hub: repository not found" in message
     command = f"hub3d convert resnet-34-kinetics.pth {cache / 'resnet3d_34.kinetics400'} --model resnet3d_34 --tag kinetics400"
@@ -167,11 +167,11 @@ def test_every_tag_without_weights_says_where_they_are(fake_hub, monkeypatch):
         cfg = hub3d.get_pretrained_cfg(name, tag)
         if cfg.release == "bundled":
             continue
-        with pytest.raises(hub.WeightsNotFoundError) as err:
-            hub.fetch_weights(name, cfg)
+        with pytest.raises(errors.WeightsNotFoundError) as err:
+            loader.fetch_weights(name, cfg)
         message = str(err.value)
-        assert f"'{hub.original_file_name(cfg)}'" in message and (cfg.drive_folder or cfg.url) in message, key
-        assert f"--model {name} --tag {tag}" in message and hub.hf_repo_id(name, cfg) in message, key
+        assert f"'{sources.original_file_name(cfg)}'" in message and (cfg.drive_folder or cfg.url) in message, key
+        assert f"--model {name} --tag {tag}" in message and sources.hf_repo_id(name, cfg) in message, key
     assert fake_hub.requests == []
 
 
@@ -184,7 +184,7 @@ def test_hf_corrupted_byte_is_caught_and_not_kept(fake_hub, monkeypatch, tmp_pat
     bad[-5] ^= 0xFF  # same size: huggingface_hub's own size check passes
     fake_hub.tamper[f"/cdn/{digest}"] = bytes(bad)
 
-    with pytest.raises(hub.ChecksumError, match="does not match the Hub's hash"):
+    with pytest.raises(errors.ChecksumError, match="does not match the Hub's hash"):
         hub3d.load("hf-hub:me/tiny")
     from huggingface_hub import constants
 
@@ -220,7 +220,7 @@ def test_original_dropped_in_cache_is_converted_once(fake_hub, monkeypatch, tag,
     arch_kwargs = {**hub3d.get_pretrained_cfg("resnet3d_18", tag).arch_kwargs, "shortcut_type": shortcut, **TINY}
     patch_tag(monkeypatch, "resnet3d_18", tag, arch_kwargs=arch_kwargs)
     source = tiny_tag_model(tag=tag, seed=5)
-    cache = hub.cache_dir()
+    cache = sources.cache_dir()
     cache.mkdir(parents=True)
     save(source, cache / filename, arch="resnet-18")
 
@@ -240,10 +240,10 @@ def test_original_dropped_in_cache_is_converted_once(fake_hub, monkeypatch, tag,
 
 def test_dropped_original_with_wrong_hash_is_refused(fake_hub, monkeypatch, tmp_path):
     cfg, model, data = url_tag(monkeypatch, fake_hub, tmp_path)
-    cache = hub.cache_dir()
+    cache = sources.cache_dir()
     cache.mkdir(parents=True)
     (cache / cfg.file).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
-    with pytest.raises(hub.ChecksumError, match=cfg.file):
+    with pytest.raises(errors.ChecksumError, match=cfg.file):
         hub3d.load("resnet3d_18", pretrained="kinetics400")
     assert not (cache / "resnet3d_18.kinetics400").exists()
 
@@ -254,9 +254,9 @@ def test_url_download_verified_cached_and_converted(fake_hub, monkeypatch, tmp_p
     assert same_weights(model, source)
     assert fake_hub.count("GET", f"/files/{cfg.file}") == 1
     assert fake_hub.count("HEAD", "/hub3d/resnet3d_18.kinetics400/resolve/main/config.json") == 1  # tried first
-    cache = hub.cache_dir()
+    cache = sources.cache_dir()
     assert (cache / cfg.file).read_bytes() == data
-    assert hub.is_hub3d_dir(cache / "resnet3d_18.kinetics400")
+    assert sources.is_hub3d_dir(cache / "resnet3d_18.kinetics400")
     fake_hub.reset_counts()
     again = hub3d.load("resnet3d_18", pretrained="kinetics400").eval()
     assert fake_hub.requests == []
@@ -268,9 +268,9 @@ def test_url_corrupted_byte_is_caught_and_not_left_in_cache(fake_hub, monkeypatc
     cfg, source, data = url_tag(monkeypatch, fake_hub, tmp_path)
     path = f"/files/{cfg.file}"
     fake_hub.tamper[path] = data[:100] + bytes([data[100] ^ 0x01]) + data[101:]
-    with pytest.raises(hub.ChecksumError, match="sha256 mismatch"):
+    with pytest.raises(errors.ChecksumError, match="sha256 mismatch"):
         hub3d.load("resnet3d_18", pretrained="kinetics400")
-    cache = hub.cache_dir()
+    cache = sources.cache_dir()
     assert sorted(p.name for p in cache.iterdir()) == [".locks"]  # neither the file, nor .part, nor a conversion
     del fake_hub.tamper[path]
     assert same_weights(hub3d.load("resnet3d_18", pretrained="kinetics400"), source)
@@ -289,9 +289,9 @@ def test_url_interrupted_every_time_keeps_part_then_resumes(fake_hub, monkeypatc
     cfg, source, data = url_tag(monkeypatch, fake_hub, tmp_path)
     path = f"/files/{cfg.file}"
     fake_hub.cut_after[path] = [700, 3]
-    with pytest.raises(hub.WeightsNotFoundError, match="kept to resume from"):
+    with pytest.raises(errors.WeightsNotFoundError, match="kept to resume from"):
         hub3d.load("resnet3d_18", pretrained="kinetics400")
-    cache = hub.cache_dir()
+    cache = sources.cache_dir()
     part = cache / (cfg.file + ".part")
     assert part.stat().st_size == 2100 and not (cache / cfg.file).exists()
     fake_hub.reset_counts()
@@ -305,13 +305,13 @@ def test_url_restarts_cleanly_when_server_ignores_range(fake_hub, monkeypatch, t
     fake_hub.cut_after[f"/files/{cfg.file}"] = [500, 1]
     fake_hub.ignore_range = True
     assert same_weights(hub3d.load("resnet3d_18", pretrained="kinetics400"), source)
-    assert (hub.cache_dir() / cfg.file).read_bytes() == data
+    assert (sources.cache_dir() / cfg.file).read_bytes() == data
 
 
 def test_url_http_error_is_reported(fake_hub, monkeypatch, tmp_path):
     cfg, _, _ = url_tag(monkeypatch, fake_hub, tmp_path)
     del fake_hub.files[cfg.file]
-    with pytest.raises(hub.WeightsNotFoundError, match="HTTP 404"):
+    with pytest.raises(errors.WeightsNotFoundError, match="HTTP 404"):
         hub3d.load("resnet3d_18", pretrained="kinetics400")
 
 
@@ -323,7 +323,7 @@ def test_concurrent_loads_download_and_convert_once(fake_hub, monkeypatch, tmp_p
 
     def fetch():
         try:
-            results.append(hub.fetch_weights("resnet3d_18", cfg, progress=False))
+            results.append(loader.fetch_weights("resnet3d_18", cfg, progress=False))
         except BaseException as e:  # noqa: BLE001  (reported below)
             errors.append(e)
 
@@ -338,8 +338,8 @@ def test_concurrent_loads_download_and_convert_once(fake_hub, monkeypatch, tmp_p
 
 
 def test_missing_bundle_says_so(fake_hub, monkeypatch, tmp_path):
-    monkeypatch.setattr(hub, "bundled_dir", lambda name, tag: tmp_path / "nothing")
-    with pytest.raises(hub.WeightsNotFoundError, match="package data is missing") as err:
+    monkeypatch.setattr(sources, "bundled_dir", lambda name, tag: tmp_path / "nothing")
+    with pytest.raises(errors.WeightsNotFoundError, match="package data is missing") as err:
         hub3d.load("motion_demo", pretrained=True)
     assert "hub3d convert" not in str(err.value)
 
@@ -348,7 +348,7 @@ def test_bundled_weights_come_first(fake_hub, monkeypatch, tmp_path):
     patch_tag(monkeypatch, "resnet3d_18", "kinetics400", arch_kwargs={"shortcut_type": "A", **TINY})
     source = tiny_tag_model(seed=9)
     bundle = save_pretrained(source, tmp_path / "bundle")
-    monkeypatch.setattr(hub, "bundled_dir", lambda name, tag: bundle if (name, tag) == ("resnet3d_18", "kinetics400") else tmp_path / "none")
+    monkeypatch.setattr(sources, "bundled_dir", lambda name, tag: bundle if (name, tag) == ("resnet3d_18", "kinetics400") else tmp_path / "none")
     assert same_weights(hub3d.load("resnet3d_18", pretrained="kinetics400"), source)
     assert fake_hub.requests == []
 
@@ -386,7 +386,7 @@ def test_push_to_hub_writes_a_real_repo(fake_hub, monkeypatch):
 
     # A second push to a branch: a new commit there, main untouched.
     main_before = fake_hub.repos["me/r18-k400"].refs["main"]
-    hub.push_to_hub(hub3d.create_model("resnet3d_10", num_classes=2, widen_factor=0.25), "me/r18-k400",
+    publish.push_to_hub(hub3d.create_model("resnet3d_10", num_classes=2, widen_factor=0.25), "me/r18-k400",
                     revision="dev")
     assert fake_hub.repos["me/r18-k400"].refs["main"] == main_before
     assert json.loads(fake_hub.repo_files("me/r18-k400", "dev")["config.json"])["architecture"] == "resnet3d_10"
@@ -395,9 +395,9 @@ def test_push_to_hub_writes_a_real_repo(fake_hub, monkeypatch):
 def test_card_of_a_fine_tuned_model_drops_the_tag_results(monkeypatch):
     patch_tag(monkeypatch, "resnet3d_18", "kinetics400", arch_kwargs={"shortcut_type": "A", **TINY})
     model = tiny_tag_model()
-    assert "66.1" in hub.model_card(model) and "order verified" in hub.model_card(model)
+    assert "66.1" in publish.model_card(model) and "order verified" in publish.model_card(model)
     model.reset_classifier(3, labels=["a", "b", "c"])
-    card = hub.model_card(model, "me/ft")
+    card = publish.model_card(model, "me/ft")
     front = card.split("---")[1]
     assert "datasets" not in front and "metrics" not in front and "library_name: hub3d" in front
     assert "derived from hub3d's `resnet3d_18.kinetics400`" in card and "66.1" not in card
@@ -418,11 +418,108 @@ def test_cli_push_converts_original_and_download_prints_path(fake_hub, monkeypat
     result = runner.invoke(main, ["download", "resnet3d_18", "--pretrained", "kinetics400"])
     assert result.exit_code == 0, result.output
     path = Path(result.output.strip().splitlines()[-1])
-    assert hub.is_hub3d_dir(path)
+    assert sources.is_hub3d_dir(path)
     assert same_weights(hub3d.load(str(path)), source)
 
     result = runner.invoke(main, ["download", "resnet3d_34", "--pretrained", "kinetics400"])
     assert result.exit_code != 0 and "hub3d convert resnet-34-kinetics.pth" in result.output
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 'model.tag' names (what list_pretrained() prints) and class-bound from_pretrained.
+
+
+def test_load_accepts_the_names_list_pretrained_prints(fake_hub, monkeypatch, tmp_path):
+    assert "resnet3d_34.kinetics400" in hub3d.list_pretrained()
+    patch_tag(monkeypatch, "resnet3d_34", "kinetics400", arch_kwargs={"shortcut_type": "A", **TINY})
+    r34 = tiny_tag_model("resnet3d_34", "kinetics400", seed=21)
+    fake_hub.add_repo("hub3d/resnet3d_34.kinetics400", hub3d_files(r34, tmp_path))
+    model = hub3d.load("resnet3d_34.kinetics400").eval()
+    assert model.arch_name == "resnet3d_34" and model.pretrained_cfg.tag == "kinetics400"
+    assert same_weights(model, r34) and model.labels == r34.labels
+    # A generic request (the CLI's default 'kinetics', True) defers to the tag in the name; another tag is an error.
+    assert same_weights(hub3d.load("resnet3d_34.kinetics400", pretrained="kinetics"), r34)
+    three = hub3d.load("resnet3d_34.kinetics400", pretrained=True, num_classes=3)
+    assert three.num_classes == 3 and torch.equal(three.conv1.weight, r34.conv1.weight)
+    with pytest.raises(errors.ConfigError, match="names tag 'kinetics400' but pretrained='kinetics700'"):
+        hub3d.load("resnet3d_34.kinetics400", pretrained="kinetics700")
+    with pytest.raises(errors.ConfigError, match="pretrained=False"):
+        hub3d.load("resnet3d_34.kinetics400", pretrained=False)
+    with pytest.raises(ValueError, match="model 'resnet3d_34' has no tag 'nope'"):
+        hub3d.load("resnet3d_34.nope")
+    with pytest.raises(ValueError, match="unknown model 'resnet3d_99.kinetics400'"):
+        hub3d.load("resnet3d_99.kinetics400")
+
+
+def test_model_tag_names_in_create_model_and_with_a_file(tmp_path):
+    model = hub3d.create_model("motion_demo.synthetic")  # the tag's config, random weights
+    assert model.pretrained_cfg == hub3d.get_pretrained_cfg("motion_demo", "synthetic")
+    bundled = hub3d.load("motion_demo", pretrained="synthetic")
+    assert same_weights(hub3d.load("motion_demo.synthetic"), bundled)
+    # With a file: the tag in the name picks the file's preprocessing and labels, as tag= does.
+    original = tmp_path / "demo.pth"
+    save_hara2020(bundled, original, arch="motion-demo")
+    from_file = hub3d.load("motion_demo.synthetic", pretrained=original)
+    assert same_weights(from_file, bundled) and from_file.pretrained_cfg.tag == "synthetic"
+    assert from_file.labels == bundled.labels
+
+
+def test_an_existing_path_named_like_a_model_tag_wins(tmp_path, monkeypatch):
+    other = hub3d.create_model("resnet3d_10", num_classes=3, widen_factor=0.25)
+    save_pretrained(other, tmp_path / "motion_demo.synthetic")
+    monkeypatch.chdir(tmp_path)
+    loaded = hub3d.load("motion_demo.synthetic")
+    assert loaded.arch_name == "resnet3d_10" and same_weights(loaded, other)
+
+
+def test_cli_takes_model_tag_names(fake_hub, monkeypatch, tmp_path):
+    from hub3d.cli.predict import load_model
+
+    runner = CliRunner()
+    result = runner.invoke(main, ["download", "motion_demo.synthetic"])
+    assert result.exit_code == 0, result.output
+    assert Path(result.output.strip().splitlines()[-1]) == sources.bundled_dir("motion_demo", "synthetic")
+    result = runner.invoke(main, ["download", "motion_demo.synthetic", "--pretrained", "other"])
+    assert result.exit_code != 0 and "names tag 'synthetic'" in result.output
+    # hub3d predict/features --model: the command's default --pretrained (kinetics) does not override the name.
+    assert load_model("motion_demo.synthetic", "kinetics").pretrained_cfg.tag == "synthetic"
+
+    patch_tag(monkeypatch, "resnet3d_18", "kinetics400", arch_kwargs={"shortcut_type": "A", **TINY})
+    source = tiny_tag_model(seed=22)
+    bare = tmp_path / "r18.pth"  # a bare state dict does not say which model it is: --model does
+    save_bare(source, bare)
+    result = runner.invoke(main, ["convert", str(bare), "--model", "resnet3d_18.kinetics400"])
+    assert result.exit_code == 0, result.output
+    converted = sources.converted_dir("resnet3d_18", "kinetics400")
+    assert result.output.strip() == f"wrote {converted}"
+    back = hub3d.load("resnet3d_18", pretrained="kinetics400")  # found in the cache: no request
+    assert same_weights(back, source) and back.labels == source.labels and fake_hub.requests == []
+
+
+def test_from_pretrained_takes_a_bare_hub_repo_id(fake_hub, tmp_path):
+    from hub3d.models.base import VideoModel
+    from hub3d.models.resnet3d import ResNet3d
+
+    model = hub3d.create_model("resnet3d_10", num_classes=3, widen_factor=0.25).eval()
+    commit = fake_hub.add_repo("me/tiny-r10", hub3d_files(model, tmp_path))
+    assert same_weights(VideoModel.from_pretrained("me/tiny-r10"), model)
+    assert same_weights(ResNet3d.from_pretrained(f"me/tiny-r10@{commit}"), model)
+    with pytest.raises(errors.WeightsNotFoundError, match="me/absent.*repository not found"):
+        VideoModel.from_pretrained("me/absent")
+
+
+def test_from_pretrained_on_a_class_builds_that_class_or_raises(tmp_path):
+    from hub3d.models.base import VideoModel
+    from hub3d.models.densenet3d import DenseNet3d
+    from hub3d.models.resnet3d import ResNet3d
+
+    dense = hub3d.create_model("densenet3d_121", num_classes=2, growth_rate=4,
+                               num_init_features=8)
+    dense.save_pretrained(tmp_path / "dense")
+    with pytest.raises(errors.CheckpointError, match=r"dense: holds a densenet3d_121 model \(DenseNet3d\), not a ResNet3d"):
+        ResNet3d.from_pretrained(tmp_path / "dense")
+    assert isinstance(DenseNet3d.from_pretrained(tmp_path / "dense"), DenseNet3d)
+    assert same_weights(VideoModel.from_pretrained(tmp_path / "dense"), dense)
 
 
 # ---------------------------------------------------------------------------------------------------------

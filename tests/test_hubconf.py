@@ -19,9 +19,12 @@ def test_list_and_help_cover_every_registered_model(tmp_path, monkeypatch):
     (tmp_path / "hub3d_hub3d_main").symlink_to(REPO, target_is_directory=True)
     entries = torch.hub.list("hub3d/hub3d:main", trust_repo=True, verbose=False)
     docs = {name: torch.hub.help("hub3d/hub3d:main", name, trust_repo=True) for name in entries}
-    assert sorted(entries) == hub3d.list_models()
+    assert sorted(entries) == sorted(hub3d.list_models() + hub3d.list_pretrained())
     for name, doc in docs.items():
         assert doc and "\n" not in doc.strip(), name
+        if "." in name:  # a 'model.tag' entry: the names list_pretrained() prints
+            assert doc.endswith(f"weights {name.split('.', 1)[1]}."), name
+            continue
         tags = hub3d.list_tags(name)
         assert all(t in doc for t in tags) if tags else "no released weights" in doc
 
@@ -56,3 +59,5 @@ def test_pretrained_from_url_and_from_the_hub(fake_hub, monkeypatch, tmp_path):
     assert same_weights(loaded, r34) and loaded.labels == r34.labels
     with torch.no_grad():
         assert torch.equal(loaded(X), r34(X))
+    by_tag = torch.hub.load(REPO, "resnet3d_34.kinetics400", source="local").eval()  # a list_pretrained() name
+    assert same_weights(by_tag, r34) and by_tag.pretrained_cfg.tag == "kinetics400"

@@ -20,7 +20,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
 import hub3d  # noqa: E402
-from hub3d import hub  # noqa: E402
+from hub3d import publish  # noqa: E402
+from hub3d import sources as weight_sources  # noqa: E402
 from hub3d.registry import get_pretrained_cfg, list_tags  # noqa: E402
 
 
@@ -31,11 +32,11 @@ def known_hashes() -> dict:
 
 def entry(name: str, tag: str, hashes: dict) -> dict:
     cfg = get_pretrained_cfg(name, tag)
-    key = hub.weights_key(name, tag)
+    key = weight_sources.weights_key(name, tag)
     known = dict(hashes.get(key, {}))
-    bundled = hub.bundled_dir(name, tag)
-    if hub.is_hub3d_dir(bundled):  # the file is here: measure it
-        known["sha256_converted"] = hub.sha256_file(bundled / "model.safetensors")
+    bundled = weight_sources.bundled_dir(name, tag)
+    if weight_sources.is_hub3d_dir(bundled):  # the file is here: measure it
+        known["sha256_converted"] = weight_sources.sha256_file(bundled / "model.safetensors")
     sources = []
     if cfg.release == "bundled":
         sources.append("bundled")
@@ -48,9 +49,9 @@ def entry(name: str, tag: str, hashes: dict) -> dict:
         "model": name,
         "tag": tag,
         "default": tag == list_tags(name)[0],
-        "hf_hub_id": hub.hf_repo_id(name, cfg),
+        "hf_hub_id": weight_sources.hf_repo_id(name, cfg),
         "sources": sources,
-        "original_file": hub.original_file_name(cfg),
+        "original_file": weight_sources.original_file_name(cfg),
         "url": cfg.url,
         "drive_folder": cfg.drive_folder,
         "release": cfg.release,
@@ -81,7 +82,7 @@ def render() -> dict[str, str]:
     out = {"index.json": json.dumps({"hub3d_version": hub3d.__version__, "weights": entries}, indent=2) + "\n"}
     for e in entries:
         cfg = get_pretrained_cfg(e["model"], e["tag"])
-        card = hub.card_for_cfg(e["model"], cfg, repo_id=e["hf_hub_id"])
+        card = publish.card_for_cfg(e["model"], cfg, repo_id=e["hf_hub_id"])
         status = (
             "\n## Status\n\n"
             f"- sources, in order: {', '.join(e['sources'])}\n"

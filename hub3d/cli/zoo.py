@@ -36,12 +36,12 @@ def list_command(pattern, pretrained, show_tags, as_json):
 def tag_row(name: str, tag: str) -> dict:
     import hub3d
 
-    from ..hub import hf_repo_id
+    from ..sources import hf_repo_id
 
     cfg = hub3d.get_pretrained_cfg(name, tag)
     if cfg.release == "bundled":
         source = "bundled"
-    else:  # the order hub3d.hub.fetch_weights tries, after the cache
+    else:  # the order hub3d.sources.locate_weights tries, after the cache
         source = " > ".join([f"hf:{hf_repo_id(name, cfg)}"] + ["url"] * bool(cfg.url) + ["drive"] * bool(cfg.drive_folder))
     metrics = ", ".join(f"{k}={v}" for k, v in cfg.metrics.items()) or "-"
     return {
@@ -82,7 +82,8 @@ def info_command(model, as_json):
 @click.command("convert")
 @click.argument("file", type=click.Path(exists=True))
 @click.argument("out_dir", type=click.Path(), required=False)
-@click.option("--model", "model_name", help="hub3d model name, when the file does not say (torchvision files).")
+@click.option("--model", "model_name",
+              help="hub3d model name (or MODEL.TAG), when the file does not say (torchvision files).")
 @click.option("--tag", help="Tag whose labels and preprocessing go with the file (default: matched by file name).")
 def convert_command(file, out_dir, model_name, tag):
     """Convert an original checkpoint FILE into hub3d's format (model.safetensors + config.json) in OUT_DIR.
@@ -90,33 +91,33 @@ def convert_command(file, out_dir, model_name, tag):
     Without OUT_DIR the result goes into hub3d's cache under MODEL.TAG, where hub3d.load(MODEL,
     pretrained=TAG) finds it.
     """
-    from ..checkpoint import CheckpointError, convert
+    from ..errors import Hub3dError
+    from ..loader import convert
 
     try:
         if out_dir is None:
             out_dir = default_convert_dir(file, model_name, tag)
         path = convert(file, out_dir, model_name=model_name, tag=tag)
-    except (CheckpointError, ValueError) as e:
+    except (Hub3dError, ValueError) as e:
         raise click.ClickException(str(e))
     click.echo(f"wrote {path}")
 
 
 def default_convert_dir(file, model_name, tag):
     """The cache directory where hub3d.load looks for the converted weights of FILE."""
-    from pathlib import Path
-
     from ..checkpoint import read_checkpoint
-    from ..hub import cache_dir
     from ..loader import cfg_for_checkpoint
+    from ..registry import split_model_tag
+    from ..sources import converted_dir
 
     ckpt = read_checkpoint(file)
-    name = model_name or ckpt.model_name
+    name, name_tag = split_model_tag(model_name) if model_name else (ckpt.model_name, None)
     if name is None:
         raise click.ClickException(f"{file}: cannot tell which model this is; pass --model")
-    cfg = cfg_for_checkpoint(name, ckpt, tag)
+    cfg = cfg_for_checkpoint(name, ckpt, tag or name_tag)
     if cfg.tag == "random":
         raise click.ClickException(f"{file}: matches no weight tag of {name}; pass --tag or an OUT_DIR")
-    return Path(cache_dir()) / f"{name}.{cfg.tag}"
+    return converted_dir(name, cfg.tag)
 
 
 COMMANDS = [list_command, info_command, convert_command]

@@ -1,10 +1,19 @@
 """The contract every hub3d model keeps, whatever its family."""
 from __future__ import annotations
 
+import os
 from typing import Optional, Sequence
 
 import torch
 from torch import nn
+
+# The loader and publishing never import hub3d.models (they build models through the registry), so these
+# module-level imports are acyclic: models -> loader/publish -> registry/checkpoint/sources.
+from ..errors import CheckpointError
+from ..loader import load
+from ..publish import push_to_hub as _push_to_hub
+from ..publish import save_pretrained as _save_pretrained
+from ..sources import HF_PREFIX, looks_like_hf_repo
 
 
 class VideoModel(nn.Module):
@@ -98,17 +107,25 @@ class VideoModel(nn.Module):
 
     # Publishing (hub3d format: model.safetensors + config.json).
     def save_pretrained(self, save_directory, **kwargs):
-        from ..checkpoint import save_pretrained
-
-        return save_pretrained(self, save_directory, **kwargs)
+        return _save_pretrained(self, save_directory, **kwargs)
 
     @classmethod
     def from_pretrained(cls, repo_or_dir, **kwargs):
-        from ..loader import load
+        """hub3d.load for a directory, a file, 'model.tag' or a Hub repo ('org/name' or 'hf-hub:org/name@rev').
 
-        return load(str(repo_or_dir), **kwargs)
+        Called on a family's class, the weights must hold that class (a CheckpointError otherwise);
+        ``VideoModel.from_pretrained`` takes any model.
+        """
+        name = str(repo_or_dir)
+        if not os.path.exists(name) and not name.startswith(HF_PREFIX) and looks_like_hf_repo(name):
+            name = HF_PREFIX + name  # the Hugging Face convention: a bare 'org/name' is a Hub repo
+        model = load(name, **kwargs)
+        if not isinstance(model, cls):
+            raise CheckpointError(
+                f"{repo_or_dir}: holds a {model.arch_name} model ({type(model).__name__}), not a {cls.__name__}; "
+                f"use {type(model).__name__}.from_pretrained, VideoModel.from_pretrained or hub3d.load"
+            )
+        return model
 
     def push_to_hub(self, repo_id: str, **kwargs):
-        from ..hub import push_to_hub
-
-        return push_to_hub(self, repo_id, **kwargs)
+        return _push_to_hub(self, repo_id, **kwargs)

@@ -1,17 +1,18 @@
-"""Where weights come from: bundled, hub3d's cache, the Hugging Face Hub, the original URL; and publishing.
+"""Where weights come from: bundled, hub3d's cache, a dropped original file, the Hugging Face Hub, the URL.
 
-``fetch_weights(model, cfg)`` tries, in order, and returns the first hit (a hub3d directory with config.json +
-model.safetensors, which ``hub3d.load`` reads):
+This module only finds and fetches files: it never builds a model (converting an original file into the cache
+is hub3d.loader's job). ``locate_weights(model, cfg)`` tries, in order, and returns the first hit: a hub3d
+directory (config.json + model.safetensors) or a verified original file that the loader converts once:
 
 1. weights bundled in the package: ``hub3d/weights/{model}.{tag}/``;
 2. hub3d's cache: ``{cache_dir()}/{model}.{tag}/`` (what ``hub3d convert`` and earlier loads wrote);
 3. an original file dropped into the cache (``{cache_dir()}/{cfg.file}``): checked against cfg.sha256 when
-   known, converted once into (2);
+   known (the loader converts it once into (2));
 4. the Hugging Face Hub (``cfg.hf_hub_id``, default ``hub3d/{model}.{tag}``) through huggingface_hub, so its
    cache, ``HF_HUB_OFFLINE``, tokens and ``HF_ENDPOINT`` behave as users expect; a cached copy is used without
    any request; the blob just downloaded is checked against the hash the Hub sent as its ETag;
 5. ``cfg.url``: downloaded with a progress bar into ``{cache}/{file}.part`` (resumed with an HTTP Range request
-   after an interruption), sha256-checked, then renamed into place and converted into (2);
+   after an interruption), sha256-checked, then renamed into place (the loader converts it into (2));
 6. otherwise :class:`WeightsNotFoundError`, naming the original file, where it lives and the one command that
    finishes the job.
 
@@ -22,38 +23,22 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import sys
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Optional, Union
 
 from .checkpoint import CONFIG_NAME, WEIGHTS_NAME
+from .errors import ChecksumError, DownloadError, WeightsNotFoundError
 from .pretrained import PretrainedCfg
+from .version import __version__
 
 HF_PREFIX = "hf-hub:"
 HF_ORG = "hub3d"  # the organisation of hub3d's own converted repos (override: HUB3D_HF_ORG)
-README_NAME = "README.md"
 CHUNK = 1 << 20
 _HEX = re.compile(r"[0-9a-f]+")
 
 PathLike = Union[str, os.PathLike]
-
-
-class WeightsNotFoundError(FileNotFoundError):
-    """No source has the weights; the message says which sources were tried and how to finish the job."""
-
-    def __str__(self) -> str:  # FileNotFoundError would otherwise print the tuple of its args
-        return self.args[0] if self.args else ""
-
-
-class ChecksumError(ValueError):
-    """A file's content differs from its known hash; the file is never loaded or kept as if good."""
-
-
-class DownloadError(OSError):
-    """A download failed (network, HTTP error, truncated); a partial file is kept to resume from."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -96,6 +81,11 @@ def bundled_dir(model_name: str, tag: str) -> Path:
     return Path(str(resources.files("hub3d"))) / "weights" / weights_key(model_name, tag)
 
 
+def converted_dir(model_name: str, tag: str) -> Path:
+    """Where a tag's converted weights live in hub3d's cache: {cache_dir()}/{model}.{tag}/."""
+    return cache_dir() / weights_key(model_name, tag)
+
+
 def is_hub3d_dir(path: PathLike) -> bool:
     path = Path(path)
     return (path / CONFIG_NAME).is_file() and (path / WEIGHTS_NAME).is_file()
@@ -120,27 +110,25 @@ def _offline() -> bool:
 # Resolving a tag.
 
 
-def fetch_weights(model_name: str, cfg: PretrainedCfg, progress: bool = True) -> Path:
-    """The local hub3d directory (config.json + model.safetensors) of one tag, fetched once and verified.
+def locate_weights(model_name: str, cfg: PretrainedCfg, progress: bool = True) -> Path:
+    """The local file of one tag: a hub3d directory, or a verified original file still to be converted.
 
-    Processes that ask for the same tag at once (e.g. every rank of a torchrun job) take turns on a lock file:
-    one downloads and converts, the others then find the result in the cache.
+    Processes that ask for the same tag at once (e.g. every rank of a torchrun job) take turns on
+    :func:`weights_lock`: one downloads, the others then find the file in the cache.
     """
-    key = weights_key(model_name, cfg.tag)
     bundled = bundled_dir(model_name, cfg.tag)
     if is_hub3d_dir(bundled):
         return bundled
-    cache = cache_dir()
-    converted = cache / key
+    converted = converted_dir(model_name, cfg.tag)
     if is_hub3d_dir(converted):
         return converted
-    with _lock(cache / ".locks" / f"{key}.lock"):
+    with weights_lock(model_name, cfg.tag):
         if is_hub3d_dir(converted):  # another process made it while this one waited
             return converted
-        return _fetch_locked(model_name, cfg, converted, progress)
+        return _locate_locked(model_name, cfg, converted, progress)
 
 
-def _fetch_locked(model_name: str, cfg: PretrainedCfg, converted: Path, progress: bool) -> Path:
+def _locate_locked(model_name: str, cfg: PretrainedCfg, converted: Path, progress: bool) -> Path:
     cache = converted.parent
     if cfg.release == "bundled":
         tried = [f"bundled: no {bundled_dir(model_name, cfg.tag)} (the package data is missing: reinstall hub3d)"]
@@ -152,7 +140,7 @@ def _fetch_locked(model_name: str, cfg: PretrainedCfg, converted: Path, progress
     if original is not None and original.is_file():
         if cfg.sha256:
             check_sha256(original, cfg.sha256)
-        return convert_into_cache(original, model_name, cfg.tag)
+        return original
     if original is not None:
         tried.append(f"original file: no {original}")
 
@@ -167,12 +155,15 @@ def _fetch_locked(model_name: str, cfg: PretrainedCfg, converted: Path, progress
             tried.append(f"URL {cfg.url}: not tried (offline mode)")
         else:
             try:
-                download_url(cfg.url, original, sha256=cfg.sha256, progress=progress)
+                return download_url(cfg.url, original, sha256=cfg.sha256, progress=progress)
             except DownloadError as e:
                 tried.append(f"URL: {e}")
-            else:
-                return convert_into_cache(original, model_name, cfg.tag)
     raise WeightsNotFoundError(not_found_message(model_name, cfg, tried))
+
+
+def weights_lock(model_name: str, tag: str):
+    """An inter-process lock on one tag's entry in the cache (held while it is downloaded or converted)."""
+    return _lock(cache_dir() / ".locks" / f"{weights_key(model_name, tag)}.lock")
 
 
 def _lock(path: Path):
@@ -200,27 +191,6 @@ def not_found_message(model_name: str, cfg: PretrainedCfg, tried: list[str]) -> 
     lines.append(f"  hub3d convert {filename} {cache / key} --model {model_name} --tag {cfg.tag}")
     lines.append(f"or drop it into {cache}{os.sep} (as {cache / filename}): the next load converts it once.")
     return "\n".join(lines)
-
-
-def convert_into_cache(file: PathLike, model_name: str, tag: str) -> Path:
-    """Convert an original checkpoint into {cache}/{model}.{tag}/, atomically (a temp dir renamed into place)."""
-    from .checkpoint import convert
-
-    final = cache_dir() / weights_key(model_name, tag)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
-    try:
-        convert(file, tmp, model_name=model_name, tag=tag)
-        if final.exists() and not is_hub3d_dir(final):
-            shutil.rmtree(final)  # a leftover that was never a complete conversion
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not is_hub3d_dir(final):  # not just another process that finished first
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -363,7 +333,7 @@ def download_url(url: str, dst: PathLike, sha256: Optional[str] = None, progress
     last_error: Optional[BaseException] = None
     for _ in range(retries):
         have = part.stat().st_size if part.exists() else 0
-        headers = {"User-Agent": f"hub3d/{_version()}", **({"Range": f"bytes={have}-"} if have else {})}
+        headers = {"User-Agent": f"hub3d/{__version__}", **({"Range": f"bytes={have}-"} if have else {})}
         request = urllib.request.Request(url, headers=headers)
         try:
             response = urllib.request.urlopen(request, timeout=60)
@@ -404,12 +374,6 @@ def download_url(url: str, dst: PathLike, sha256: Optional[str] = None, progress
     raise DownloadError(f"{url}: download failed after {retries} attempts ({last_error}){kept}")
 
 
-def _version() -> str:
-    from . import __version__
-
-    return __version__
-
-
 def _progress(total: Optional[int], initial: int, name: str, enabled: bool):
     from tqdm.auto import tqdm
 
@@ -419,172 +383,12 @@ def _progress(total: Optional[int], initial: int, name: str, enabled: bool):
     )
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Publishing.
+_REPO_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-def model_card(model, repo_id: Optional[str] = None) -> str:
-    """README.md of a model's repo: HF metadata (library, pipeline, datasets, metrics, licence) + provenance.
-
-    A model whose classes differ from the tag it was built from (a new classifier, other labels) is described as
-    derived from that tag, without the tag's dataset and reported results.
-    """
-    from .registry import get_pretrained_cfg, is_model, list_tags
-
-    name, cfg = model.arch_name, model.pretrained_cfg
-    labels = list(model.labels)
-    derived_from = None
-    if is_model(name) and cfg.tag in list_tags(name):
-        original = get_pretrained_cfg(name, cfg.tag)
-        if original.num_classes != model.num_classes or labels != original.class_names():
-            derived_from = f"{name}.{cfg.tag}"
-            cfg = cfg.replace(metrics={}, dataset=None)
-    named = labels != [f"class_{i}" for i in range(len(labels))]
-    return card_for_cfg(name, cfg, repo_id=repo_id, arch_kwargs=model.arch_kwargs, derived_from=derived_from,
-                        labels_in_config=named)
-
-
-def card_for_cfg(
-    model_name: str,
-    cfg: PretrainedCfg,
-    repo_id: Optional[str] = None,
-    arch_kwargs: Optional[dict] = None,
-    derived_from: Optional[str] = None,
-    labels_in_config: bool = False,
-) -> str:
-    """The model card of one set of weights, from its PretrainedCfg alone (weights/generate.py uses this too)."""
-    from huggingface_hub import ModelCardData
-
-    datasets = cfg.dataset.split("+") if cfg.dataset else None
-    data = ModelCardData(
-        library_name="hub3d",
-        pipeline_tag="video-classification",
-        license=(cfg.license or "other").lower(),
-        datasets=datasets,
-        metrics=["accuracy"] if cfg.metrics else None,
-        tags=["hub3d", "video-classification", "3d-cnn", model_name],
-    )
-    repo = repo_id or f"{HF_ORG}/{weights_key(model_name, cfg.tag)}"
-    kwargs = {**cfg.arch_kwargs, **(arch_kwargs or {})}
-    resize = "x".join(map(str, cfg.resize)) if isinstance(cfg.resize, (tuple, list)) else f"short side {cfg.resize}"
-    lines = [
-        "---",
-        data.to_yaml(),
-        "---",
-        "",
-        f"# {model_name} ({cfg.tag})",
-        "",
-        f"A {model_name} video classifier in hub3d format "
-        f"(`config.json` + `model.safetensors`): {cfg.num_classes} classes"
-        + (f", trained on {cfg.dataset}" if cfg.dataset else "") + ".",
-        "",
-        "```python",
-        "import hub3d",
-        f'model = hub3d.load("hf-hub:{repo}")',
-        'print(hub3d.classify(model, "video.mp4"))',
-        "```",
-        "",
-        "## Input and preprocessing",
-        "",
-        f"- clips of {cfg.clip_len} frames, {cfg.crop_size}x{cfg.crop_size} center crop after resizing ({resize}, "
-        f"{cfg.interpolation})",
-        f"- x = frame / 255 * {cfg.value_scale:g}; x = (x - mean) / std with mean {list(cfg.mean)}, std {list(cfg.std)}",
-        f"- architecture arguments: `{kwargs}`",
-        "- labels: " + (f"`{cfg.labels}`" if cfg.labels else "the names in config.json" if labels_in_config
-                        else "class indices only")
-        + (" (order verified against the weights)" if cfg.labels_verified else " (order not verified against the weights)"),
-        "",
-        "## Provenance",
-        "",
-        *([f"- derived from hub3d's `{derived_from}` (new classifier or labels): the results reported for those "
-           "weights do not apply to this model", ] if derived_from else []),
-        f"- release: {cfg.release or 'unknown'}",
-        f"- original file: {cfg.file or '-'}" + (f" (sha256 {cfg.sha256})" if cfg.sha256 else ""),
-    ]
-    if cfg.url:
-        lines.append(f"- original URL: {cfg.url}")
-    if cfg.drive_folder:
-        lines.append(f"- original Google Drive folder: {cfg.drive_folder}")
-    if cfg.paper:
-        lines.append(f"- paper: {cfg.paper}")
-    lines.append(f"- licence: {cfg.license or 'unknown'}")
-    if cfg.notes:
-        lines += ["", cfg.notes]
-    if cfg.metrics:
-        lines += ["", "## Reported results", "", "| metric | value |", "| --- | --- |"]
-        lines += [f"| {k} | {v} |" for k, v in cfg.metrics.items()]
-    if cfg.citation:
-        lines += ["", "## Citation", "", "```bibtex", cfg.citation, "```"]
-    return "\n".join(lines) + "\n"
-
-
-def push_to_hub(
-    model,
-    repo_id: str,
-    *,
-    token: Optional[str] = None,
-    private: bool = False,
-    commit_message: str = "Upload hub3d model",
-    revision: Optional[str] = None,
-) -> str:
-    """Publish a model as a hub3d repo (config.json, model.safetensors, README.md); returns the commit URL."""
-    from .checkpoint import save_pretrained
-
-    with tempfile.TemporaryDirectory(prefix="hub3d-push-") as tmp:
-        save_pretrained(model, tmp)
-        return upload_dir(tmp, repo_id, model_card(model, repo_id), token=token, private=private,
-                          commit_message=commit_message, revision=revision)
-
-
-def upload_dir(
-    directory: PathLike,
-    repo_id: str,
-    card: str,
-    *,
-    token: Optional[str] = None,
-    private: bool = False,
-    commit_message: str = "Upload hub3d model",
-    revision: Optional[str] = None,
-) -> str:
-    """Write README.md into a hub3d directory and upload the three files in one commit."""
-    from huggingface_hub import HfApi
-
-    directory = Path(directory)
-    if not is_hub3d_dir(directory):
-        raise ValueError(f"{directory}: not a hub3d model directory ({CONFIG_NAME} and {WEIGHTS_NAME} needed)")
-    (directory / README_NAME).write_text(card, encoding="utf-8")
-    api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    if revision:
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
-    info = api.upload_folder(
-        repo_id=repo_id,
-        folder_path=str(directory),
-        allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, README_NAME],
-        commit_message=commit_message,
-        revision=revision,
-    )
-    return str(info.commit_url)
-
-
-def push_path(
-    file_or_dir: PathLike,
-    repo_id: str,
-    model_name: Optional[str] = None,
-    tag: Optional[str] = None,
-    **push_kwargs,
-) -> str:
-    """Publish an original checkpoint (converted on the way) or a hub3d directory."""
-    from .checkpoint import convert, read_checkpoint
-    from .loader import load
-
-    source = Path(file_or_dir)
-    with tempfile.TemporaryDirectory(prefix="hub3d-push-") as tmp:
-        if source.is_dir():
-            read_checkpoint(source)  # validates it is a complete hub3d directory
-            for name in (CONFIG_NAME, WEIGHTS_NAME):
-                shutil.copyfile(source / name, Path(tmp) / name)
-        else:
-            convert(source, tmp, model_name=model_name, tag=tag)
-        model = load(tmp)
-        return upload_dir(tmp, repo_id, model_card(model, repo_id), **push_kwargs)
+def looks_like_hf_repo(name: str) -> bool:
+    """'org/name' or 'org/name@revision' written as Hub repo ids are (the caller checks local paths first)."""
+    repo = name[len(HF_PREFIX):] if name.startswith(HF_PREFIX) else name
+    repo = repo.partition("@")[0]
+    parts = repo.split("/")
+    return len(parts) == 2 and all(_REPO_PART.fullmatch(p) and ".." not in p for p in parts)
