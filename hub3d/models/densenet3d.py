@@ -107,9 +107,12 @@ class DenseNet3d(VideoModel):
 
     classifier_name = "classifier"
     # The original code's fine-tuning names (model.py's get_module_name drops 'features.'), and the 2020 stem's.
-    stage_aliases = {"conv0": "stem", "conv1": "stem",
-                     **{f"{kind}{i}": f"features.{kind}{i}" for kind in ("denseblock", "transition") for i in range(1, 5)},
-                     "norm5": "features.norm5"}
+    stage_aliases = {
+        "conv0": "stem",
+        "conv1": "stem",
+        **{f"{kind}{i}": f"features.{kind}{i}" for kind in ("denseblock", "transition") for i in range(1, 5)},
+        "norm5": "features.norm5",
+    }
 
     def __init__(
         self,

@@ -34,7 +34,7 @@ def _no_hint(keys: list) -> str:
     return ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: one object per family
 class Family:
     name: str
     arch_names: dict = field(default_factory=dict)

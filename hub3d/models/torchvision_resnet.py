@@ -140,7 +140,7 @@ def infer_arch_kwargs(state_dict: dict) -> dict:
 
 
 def detect(state_dict: dict) -> bool:
-    return "stem.0.weight" in state_dict and "layer4.0.conv1.0.weight" in state_dict
+    return "stem.0.weight" in state_dict and any(k.startswith("layer4.") for k in state_dict)
 
 
 FAMILY = Family("torchvision_resnet", infer_arch_kwargs=infer_arch_kwargs, detect=detect)
