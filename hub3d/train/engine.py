@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from ..io import write_csv, write_json
+from ..pretrained import ModelMeta
 from .augment import MULTISCALE, POSITIONS, TrainTransform, hflip_label_map
 from .distributed import (
     DistInfo,
@@ -462,10 +463,7 @@ class Trainer:
         return {
             "format": CHECKPOINT_FORMAT,
             "epoch": epoch,  # epochs completed
-            "arch": model.arch_name,
-            "arch_kwargs": dict(model.arch_kwargs),
-            "labels": list(model.labels),
-            "pretrained_cfg": model.pretrained_cfg.to_dict(),
+            "model": model.meta.to_dict(),  # architecture, arch_kwargs, labels, pretrained_cfg (ModelMeta)
             "state_dict": model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
@@ -504,10 +502,11 @@ class Trainer:
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path}: not a hub3d training checkpoint (use --pretrained for model weights)")
         model = unwrap(self.model)
-        if state["arch"] != model.arch_name:
-            raise ValueError(f"{path}: a {state['arch']} checkpoint, but --model is {model.arch_name}")
-        if list(state["labels"]) != list(model.labels):
-            raise ValueError(f"{path}: its {len(state['labels'])} classes differ from this run's data")
+        saved = ModelMeta.from_dict(state["model"])
+        if saved.arch != model.arch_name:
+            raise ValueError(f"{path}: a {saved.arch} checkpoint, but --model is {model.arch_name}")
+        if list(saved.labels) != list(model.labels):
+            raise ValueError(f"{path}: its {saved.num_classes} classes differ from this run's data")
         model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
