@@ -25,6 +25,7 @@ from torch import nn
 
 from .errors import CheckpointError, UnsafeCheckpointError
 from .io import atomic_path, write_text
+from .registry import get_family, model_for_arch
 from .version import __version__
 
 CONFIG_NAME = "config.json"
@@ -32,16 +33,6 @@ WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
 
 PathLike = Union[str, os.PathLike]
-
-# Prefix of the original code's 'arch' string ('resnet-34', 'resnext-101', ...) -> hub3d model prefix.
-ARCH_PREFIXES = {
-    "resnet": "resnet3d",
-    "preresnet": "preact_resnet3d",
-    "wideresnet": "wide_resnet3d",
-    "resnext": "resnext3d",
-    "densenet": "densenet3d",
-    "resnet2p1d": "resnet2p1d",
-}
 
 
 @dataclass
@@ -57,10 +48,7 @@ class Checkpoint:
         """The hub3d model this checkpoint says it holds, if it says."""
         if self.layout == "hub3d":
             return self.config.get("architecture")
-        if not self.arch:
-            return None
-        prefix, _, depth = self.arch.rpartition("-")
-        return f"{ARCH_PREFIXES[prefix]}_{depth}" if prefix in ARCH_PREFIXES and depth.isdigit() else None
+        return model_for_arch(self.arch) if self.arch else None
 
 
 def read_checkpoint(path: PathLike) -> Checkpoint:
@@ -136,43 +124,14 @@ def _read_hub3d_dir(directory: Path, weights: Optional[Path] = None) -> Checkpoi
     return Checkpoint(_load_safetensors(weights), "hub3d", directory, arch=config["architecture"], config=config)
 
 
-def infer_arch_kwargs(state_dict: dict) -> dict:
-    """Architecture arguments a state dict determines by itself (classes, shortcut, stem, cardinality)."""
-    kwargs = {}
-    for key in ("fc.weight", "classifier.weight"):
-        if key in state_dict:
-            kwargs["num_classes"] = state_dict[key].shape[0]
-    stem = state_dict.get("conv1.weight")
-    if stem is None:
-        stem = state_dict.get("conv1_t.weight")  # R(2+1)D: temporal half of the stem
-        if stem is not None:
-            kwargs["n_input_channels"] = state_dict["conv1_s.weight"].shape[1]
-    else:
-        kwargs["n_input_channels"] = stem.shape[1]
-    if stem is not None:  # Hara's ResNet family: these are arguments of its trunk
-        kwargs["conv1_t_size"] = stem.shape[2]
-        if stem.shape[0] != 64:  # reduced or widened nets: the stem has 64 x widen_factor channels
-            kwargs["widen_factor"] = stem.shape[0] / 64
-        kwargs["shortcut_type"] = "B" if any(".downsample." in k for k in state_dict) else "A"
-        grouped = state_dict.get("layer1.0.conv2.weight")
-        if grouped is not None and grouped.dim() == 5 and grouped.shape[0] != grouped.shape[1] and (
-            "layer1.0.conv3.weight" in state_dict
-        ):
-            groups = grouped.shape[0] // grouped.shape[1]
-            if groups > 1:
-                kwargs["cardinality"] = groups
-    return kwargs
-
-
 def load_state_dict_strict(model: nn.Module, state_dict: dict, where: str) -> None:
     """Load every tensor exactly; on any mismatch raise one error listing the offending keys and shapes.
 
     ``where`` names the model and its weights (e.g. "resnet3d_34 (tag kinetics400, file x.pth)"). Missing
     BatchNorm ``num_batches_tracked`` buffers (the 2017 checkpoints predate them) are the only keys filled in.
     """
-    remap = getattr(model, "remap_state_dict", None)
-    if remap is not None:
-        state_dict = remap(state_dict)
+    family = get_family(model.arch_name)
+    state_dict = family.remap_state_dict(state_dict)
     expected = model.state_dict()
     state_dict = dict(state_dict)
     for key, value in expected.items():
@@ -191,9 +150,7 @@ def load_state_dict_strict(model: nn.Module, state_dict: dict, where: str) -> No
             if items:
                 shown = ", ".join(items[:8]) + (f", ... ({len(items)} in all)" if len(items) > 8 else "")
                 parts.append(f"{title}: {shown}")
-        hint = ""
-        if any("downsample" in k for k in missing + unexpected):
-            hint = " (a shortcut A/B mismatch: pass shortcut_type='A' or 'B')"
+        hint = family.load_hint(missing + unexpected)
         raise CheckpointError(f"weights do not fit {where}{hint}: " + "; ".join(parts))
     model.load_state_dict(state_dict, strict=True)
 
@@ -204,12 +161,8 @@ def model_config(model: nn.Module) -> dict:
         "format": "hub3d",
         "format_version": FORMAT_VERSION,
         "hub3d_version": __version__,
-        "architecture": model.arch_name,
-        "arch_kwargs": dict(model.arch_kwargs),
-        "num_classes": model.num_classes,
+        **model.meta.to_dict(),
         "num_features": model.num_features,
-        "labels": list(model.labels),
-        "pretrained_cfg": model.pretrained_cfg.to_dict(),
     }
 
 

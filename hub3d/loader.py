@@ -15,7 +15,6 @@ from torch import nn
 
 from .checkpoint import (
     Checkpoint,
-    infer_arch_kwargs,
     load_state_dict_strict,
     read_checkpoint,
     write_pretrained,
@@ -27,6 +26,7 @@ from .registry import (
     _pretrained_cfgs,
     create_model,
     get_pretrained_cfg,
+    infer_arch_kwargs,
     is_model,
     resolve_tag,
     split_model_tag,
@@ -148,11 +148,9 @@ def _load_checkpoint(
         labels = ckpt.config.get("labels")
     else:
         cfg = cfg_for_checkpoint(name, ckpt, tag)
-        kwargs = {**cfg.arch_kwargs, **infer_arch_kwargs(ckpt.state_dict), **arch_kwargs}
+        kwargs = {**cfg.arch_kwargs, **infer_arch_kwargs(name, ckpt.state_dict), **arch_kwargs}
         labels = None
     weights_classes = kwargs.pop("num_classes", cfg.num_classes)
-    if cfg.num_classes != weights_classes:
-        cfg = cfg.replace(num_classes=weights_classes, labels=None, labels_verified=False)
     model = create_model(name, num_classes=weights_classes, pretrained_cfg=cfg, **kwargs)
     if labels is not None:
         if len(labels) != weights_classes:
@@ -177,7 +175,7 @@ def cfg_for_checkpoint(name: str, ckpt: Checkpoint, tag: Optional[str] = None) -
     for cfg in cfgs:
         if cfg.file and cfg.file == ckpt.path.name:
             return cfg
-    classes = infer_arch_kwargs(ckpt.state_dict).get("num_classes")
+    classes = infer_arch_kwargs(name, ckpt.state_dict).get("num_classes")
     release = LAYOUT_RELEASE.get(ckpt.layout)
     same_classes = [c for c in cfgs if c.num_classes == classes]
     for cfg in same_classes:

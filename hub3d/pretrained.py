@@ -132,3 +132,69 @@ def class_order_from_csv(csv_path, column: str = "label") -> list[str]:
         if reader.fieldnames is None or column not in reader.fieldnames:
             raise ValueError(f"{csv_path}: no {column!r} column (columns: {reader.fieldnames})")
         return list(dict.fromkeys(row[column] for row in reader if row[column]))
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """What a built model is, in one object: its registered name, the arguments it was built with, the config
+    of its weights and its class names. The number of classes lives here once: ``len(labels)``, which the
+    config and ``arch_kwargs`` always agree with (``with_classes`` is the one way to change it)."""
+
+    arch: str
+    arch_kwargs: dict  # everything the entry point was called with, num_classes included
+    pretrained_cfg: PretrainedCfg
+    labels: tuple
+
+    def __post_init__(self):
+        object.__setattr__(self, "labels", tuple(self.labels))
+        object.__setattr__(self, "arch_kwargs", {**self.arch_kwargs, "num_classes": len(self.labels)})
+        if self.pretrained_cfg.num_classes != len(self.labels):
+            raise ValueError(
+                f"{self.arch}: {len(self.labels)} labels but the config says {self.pretrained_cfg.num_classes} classes"
+            )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    @classmethod
+    def build(cls, arch: str, arch_kwargs: dict, cfg: PretrainedCfg, num_classes: int) -> "ModelMeta":
+        """The metadata of a fresh model: the config's labels when it has num_classes classes, else class_i."""
+        if num_classes == cfg.num_classes:
+            return cls(arch, arch_kwargs, cfg, cfg.class_names())
+        return cls._reclassed(arch, arch_kwargs, cfg, num_classes, None, verified=False)
+
+    @classmethod
+    def _reclassed(cls, arch, arch_kwargs, cfg, num_classes, labels, verified) -> "ModelMeta":
+        if labels is not None and len(labels) != num_classes:
+            raise ValueError(f"{len(labels)} labels given for {num_classes} classes")
+        cfg = cfg.replace(num_classes=num_classes, labels=None, labels_verified=verified)
+        names = list(labels) if labels is not None else [f"class_{i}" for i in range(num_classes)]
+        return cls(arch, arch_kwargs, cfg, names)
+
+    def with_classes(self, num_classes: int, labels=None, verified: Optional[bool] = None) -> "ModelMeta":
+        """The same model with a new classifier of num_classes (labels: their names, default class_i);
+        ``verified`` (default: labels were given) is the new config's labels_verified."""
+        verified = labels is not None if verified is None else verified
+        return self._reclassed(self.arch, self.arch_kwargs, self.pretrained_cfg, num_classes, labels, verified)
+
+    def replace(self, **changes) -> "ModelMeta":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """The fields of hub3d's config.json that rebuild the model (see from_dict)."""
+        return {
+            "architecture": self.arch,
+            "arch_kwargs": dict(self.arch_kwargs),
+            "num_classes": self.num_classes,
+            "labels": list(self.labels),
+            "pretrained_cfg": self.pretrained_cfg.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelMeta":
+        cfg = PretrainedCfg.from_dict(d["pretrained_cfg"])
+        labels = d.get("labels")
+        if labels is None:
+            labels = cfg.class_names()
+        return cls(d["architecture"], dict(d["arch_kwargs"]), cfg, labels)

@@ -8,12 +8,12 @@ from typing import Callable, Optional, Union
 import torch
 
 from .errors import ConfigError
-from .pretrained import PretrainedCfg
+from .pretrained import ModelMeta, PretrainedCfg
 
 _entrypoints: dict[str, Callable[..., torch.nn.Module]] = {}
 _pretrained_cfgs: dict[str, dict[str, PretrainedCfg]] = {}  # model -> tag -> cfg; first tag is the default
 _random_cfgs: dict[str, PretrainedCfg] = {}  # preprocessing used when a model has no weights
-_families: dict[str, str] = {}
+_families: dict[str, object] = {}  # model -> its hub3d.models.family.Family
 
 # "kinetics" means the model's Kinetics-400 weights where they exist, else its Kinetics-700 ones.
 TAG_ALIASES = {"kinetics": ("kinetics400", "kinetics700")}
@@ -24,13 +24,17 @@ def register_model(
     *,
     pretrained: Optional[dict[str, PretrainedCfg]] = None,
     random_cfg: Optional[PretrainedCfg] = None,
+    family=None,
 ):
-    """Register a model entry point, with its pretrained configs keyed by tag (first = default)."""
+    """Register a model entry point, with its pretrained configs keyed by tag (first = default) and its
+    ``family`` (a hub3d.models.family.Family: original arch names, state-dict remapping, arch-kwargs inference)."""
 
     def wrap(fn):
         name = fn.__name__
         if name in _entrypoints:
             raise ValueError(f"model {name!r} is registered twice")
+        if family is None:
+            raise ValueError(f"model {name!r}: register_model needs family=<hub3d.models.family.Family>")
         _entrypoints[name] = fn
         cfgs = {}
         for tag, cfg in (pretrained or {}).items():
@@ -40,7 +44,7 @@ def register_model(
         _random_cfgs[name] = base.replace(
             tag="random", file=None, url=None, sha256=None, hf_hub_id=None, metrics={}, drive_folder=None
         )
-        _families[name] = fn.__module__.rsplit(".", 1)[-1]
+        _families[name] = family
         return fn
 
     return wrap(fn) if fn is not None else wrap
@@ -90,8 +94,29 @@ def list_tags(name: str) -> list[str]:
 
 
 def model_family(name: str) -> str:
+    """The name of the model's family."""
+    return get_family(name).name
+
+
+def get_family(name: str):
+    """The hub3d.models.family.Family a registered model belongs to."""
     _check_name(name)
     return _families[name]
+
+
+def infer_arch_kwargs(name: str, state_dict: dict) -> dict:
+    """Architecture arguments of model ``name`` that a state dict determines by itself (its family says which)."""
+    family = get_family(name)
+    return family.infer_arch_kwargs(family.remap_state_dict(state_dict))
+
+
+def model_for_arch(arch: str) -> Optional[str]:
+    """The registered model an original checkpoint's 'arch' string ('resnet-34', 'densenet-121') names, if any."""
+    for family in dict.fromkeys(_families.values()):
+        name = family.model_for_arch(arch)
+        if name is not None and name in _entrypoints:
+            return name
+    return None
 
 
 def resolve_tag(name: str, tag: Union[bool, str]) -> str:
@@ -137,12 +162,7 @@ def create_model(
     kwargs = {**cfg.arch_kwargs, **arch_kwargs}
     kwargs["num_classes"] = cfg.num_classes if num_classes is None else num_classes
     model = _entrypoints[name](**kwargs)
-    model.arch_name = name
-    model.arch_kwargs = kwargs
-    if kwargs["num_classes"] != cfg.num_classes:
-        cfg = cfg.replace(num_classes=kwargs["num_classes"], labels=None, labels_verified=False)
-    model.pretrained_cfg = cfg
-    model.labels = cfg.class_names()
+    model.meta = ModelMeta.build(name, kwargs, cfg, kwargs["num_classes"])
     return model
 
 
@@ -182,7 +202,7 @@ def model_info(name: str, num_classes: Optional[int] = None, tag: Union[None, st
             model.eval()(x)
     return ModelInfo(
         name=name,
-        family=_families[name],
+        family=model_family(name),
         params=sum(p.numel() for p in model.parameters()),
         gflops=counter.get_total_flops() / 1e9,
         num_features=model.num_features,

@@ -86,3 +86,35 @@ def make_frame_folder(tmp_path):
         return folder
 
     return make
+
+
+# Arguments that make each family's models tiny (a few thousand to a few hundred thousand parameters) while
+# keeping every layer; families not listed build at full size.
+TINY_KWARGS = {
+    "resnet3d": {"widen_factor": 0.125},
+    "preact_resnet3d": {"widen_factor": 0.125},
+    "resnet2p1d": {"widen_factor": 0.125},
+    "wide_resnet3d": {"widen_factor": 0.125},
+    "resnext3d": {"widen_factor": 0.25},  # a grouped stage needs 32 planes
+    "densenet3d": {"growth_rate": 4, "num_init_features": 8},
+}
+
+
+def tiny_kwargs(name: str) -> dict:
+    import hub3d
+
+    return dict(TINY_KWARGS.get(hub3d.registry.model_family(name), {}))
+
+
+@pytest.fixture
+def tiny_model():
+    """Factory: tiny_model(name="resnet3d_10", num_classes=5, **kwargs) -> a seeded, tiny-width model (eval mode)."""
+    import torch
+
+    import hub3d
+
+    def make(name: str = "resnet3d_10", num_classes: int = 5, seed: int = 0, **kwargs):
+        torch.manual_seed(seed)
+        return hub3d.create_model(name, num_classes=num_classes, **{**tiny_kwargs(name), **kwargs}).eval()
+
+    return make

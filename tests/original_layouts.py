@@ -35,11 +35,13 @@ def save_hara2018(model, path, arch: str) -> None:
         torch.save(obj, path, _use_new_zipfile_serialization=False)
 
 
-def save_hara2020(model, path, arch: str) -> None:
-    """2020 release: plain keys, optimizer and scheduler state, zip format."""
+def save_hara2020(model, path, arch: str, rename=None) -> None:
+    """2020 release: plain keys, optimizer and scheduler state, zip format. rename: fn(state_dict) -> the
+    2020 code's key names where they differ from hub3d's (densenet_2020_keys)."""
     scheduler = {"milestones": {50: 1, 100: 1, 150: 1}, "gamma": 0.1, "base_lrs": [0.1], "last_epoch": 200,
                  "_step_count": 201, "verbose": False, "_get_lr_called_within_step": False, "_last_lr": [0.0001]}
-    obj = {"epoch": 200, "arch": arch, "state_dict": model.state_dict(), "optimizer": fake_optimizer_state(model),
+    state_dict = model.state_dict() if rename is None else rename(model.state_dict())
+    obj = {"epoch": 200, "arch": arch, "state_dict": state_dict, "optimizer": fake_optimizer_state(model),
            "scheduler": scheduler}
     torch.save(obj, path)
 
@@ -47,3 +49,14 @@ def save_hara2020(model, path, arch: str) -> None:
 def save_bare(model, path) -> None:
     """torchvision: a bare state dict."""
     torch.save(model.state_dict(), path)
+
+
+def densenet_2020_keys(state_dict: dict) -> dict:
+    """hub3d's DenseNet keys -> the 2020 code's (models/densenet.py names the stem features.conv1 / norm1)."""
+    out = {}
+    for k, v in state_dict.items():
+        for ours, theirs in (("features.conv0.", "features.conv1."), ("features.norm0.", "features.norm1.")):
+            if k.startswith(ours):
+                k = theirs + k[len(ours):]
+        out[k] = v
+    return out

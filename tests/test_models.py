@@ -274,7 +274,7 @@ def test_densenet_remap_legacy_keys():
     sd = model.state_dict()
     legacy = legacy_densenet_keys(sd)
     remapped = remap_state_dict(legacy)
-    assert model.remap_state_dict is remap_state_dict  # where hub3d.checkpoint looks for it
+    assert hub3d.registry.get_family("densenet3d_121").remap_state_dict is remap_state_dict  # what checkpoint uses
     assert list(remapped) == list(sd)  # transition 'norm.weight' etc. untouched, order kept
     model.load_state_dict(remapped)  # strict
     # A 'module.'-prefixed key is renamed the same way (prefix stripping is the loader's job).

@@ -105,10 +105,11 @@ def test_create_model_remembers_how_to_rebuild():
     assert model.pretrained_cfg.num_classes == 5
 
 
-def test_reset_classifier_and_freeze_until():
-    model = hub3d.create_model("resnet3d_10", num_classes=5, widen_factor=0.25)
+def test_reset_classifier_and_freeze_until(tiny_model):
+    model = tiny_model("resnet3d_10", num_classes=5)
     model.reset_classifier(3, labels=["a", "b", "c"])
     assert model.num_classes == 3 and model.labels == ["a", "b", "c"] and model.arch_kwargs["num_classes"] == 3
+    assert model.pretrained_cfg.num_classes == 3 and model.pretrained_cfg.labels_verified
     model.freeze_until("layer4")
     trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"layer4", "fc"}
@@ -121,15 +122,34 @@ def test_reset_classifier_and_freeze_until():
     assert model(x).shape == (2, model.num_features)
 
 
-def test_shortcut_a_matches_the_original_and_runs_in_bf16():
-    from hub3d.models.resnet3d import shortcut_a
+def test_shortcut_a_matches_the_original_and_runs_in_bf16(tiny_model):
+    from hub3d.models.layers import shortcut_a
 
     x = torch.randn(2, 8, 5, 7, 9)
     # The original: avg_pool3d(kernel_size=1, stride) then zero channels up to planes.
     reference = torch.nn.functional.avg_pool3d(x, kernel_size=1, stride=2)
     reference = torch.cat([reference, torch.zeros(2, 8, *reference.shape[2:])], dim=1)
     assert torch.equal(shortcut_a(x, planes=16, stride=2), reference)
-    model = hub3d.create_model("resnet3d_10", shortcut_type="A", widen_factor=0.25, num_classes=3).eval()
+    model = tiny_model("resnet3d_10", shortcut_type="A", num_classes=3)
     with torch.inference_mode():
         out = model.to(torch.bfloat16)(torch.randn(1, 3, 8, 32, 32, dtype=torch.bfloat16))
     assert out.dtype == torch.bfloat16 and out.shape == (1, 3)
+
+
+def test_model_meta_keeps_the_classes_in_one_place(tiny_model):
+    from hub3d.pretrained import ModelMeta
+
+    model = tiny_model("resnet3d_10", num_classes=4)
+    meta = model.meta
+    assert (meta.arch, meta.num_classes, meta.arch_kwargs["widen_factor"]) == ("resnet3d_10", 4, 0.125)
+    assert ModelMeta.from_dict(meta.to_dict()) == meta
+    with pytest.raises(ValueError, match="3 labels given for a model of 4 classes"):
+        model.labels = ["a", "b", "c"]
+    with pytest.raises(ValueError, match="4 labels but the config says 400 classes"):
+        ModelMeta("resnet3d_10", {}, hub3d.get_pretrained_cfg("resnet3d_10"), ["a", "b", "c", "d"])
+    model.labels = ["a", "b", "c", "d"]  # names only
+    model.pretrained_cfg = model.pretrained_cfg.replace(clip_len=8)  # preprocessing only
+    assert model.meta.labels == ("a", "b", "c", "d") and model.meta.pretrained_cfg.clip_len == 8
+    model.reset_classifier(2)  # the one way to change the classes: all views follow
+    assert (model.num_classes, model.arch_kwargs["num_classes"], model.pretrained_cfg.num_classes) == (2, 2, 2)
+    assert model.labels == ["class_0", "class_1"] and not model.pretrained_cfg.labels_verified

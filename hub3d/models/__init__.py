@@ -1,4 +1,8 @@
-"""Architectures: one module per family; importing this package registers them all."""
+"""Architectures: one module per family; importing this package registers them all.
+
+Shared pieces: base.py (VideoModel, the contract), family.py (Family: what the loader asks a family),
+layers.py (conv helpers, shortcut A, init), cfgs.py (PretrainedCfg factories of the Hara / torchvision releases).
+"""
 from . import resnet3d  # noqa: F401
 from . import preact_resnet3d  # noqa: F401
 from . import wide_resnet3d  # noqa: F401
@@ -8,3 +12,4 @@ from . import resnet2p1d  # noqa: F401
 from . import torchvision_resnet  # noqa: F401
 from . import motion_demo  # noqa: F401
 from .base import VideoModel  # noqa: F401
+from .family import Family  # noqa: F401

@@ -14,6 +14,7 @@ from ..loader import load
 from ..publish import push_to_hub as _push_to_hub
 from ..publish import save_pretrained as _save_pretrained
 from ..sources import HF_PREFIX, looks_like_hf_repo
+from ..pretrained import ModelMeta, PretrainedCfg
 
 
 class VideoModel(nn.Module):
@@ -27,10 +28,35 @@ class VideoModel(nn.Module):
 
     num_features: int
     classifier_name = "fc"
-    # Set by hub3d.registry.create_model: how to rebuild this exact model.
-    arch_name: str
-    arch_kwargs: dict
-    labels: list
+    # Set by hub3d.registry.create_model: what this model is and how to rebuild it (hub3d.pretrained.ModelMeta).
+    # arch_name, arch_kwargs, pretrained_cfg and labels are views of it; reset_classifier changes the classes.
+    meta: ModelMeta
+
+    @property
+    def arch_name(self) -> str:
+        return self.meta.arch
+
+    @property
+    def arch_kwargs(self) -> dict:
+        return dict(self.meta.arch_kwargs)
+
+    @property
+    def pretrained_cfg(self) -> PretrainedCfg:
+        return self.meta.pretrained_cfg
+
+    @pretrained_cfg.setter
+    def pretrained_cfg(self, cfg: PretrainedCfg) -> None:  # preprocessing, provenance; classes stay
+        self.meta = self.meta.replace(pretrained_cfg=cfg)
+
+    @property
+    def labels(self) -> list:
+        return list(self.meta.labels)
+
+    @labels.setter
+    def labels(self, labels: Sequence[str]) -> None:  # names only: as many as there are classes
+        if len(labels) != self.meta.num_classes:
+            raise ValueError(f"{len(labels)} labels given for a model of {self.meta.num_classes} classes")
+        self.meta = self.meta.replace(labels=tuple(labels))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map, (B, num_features, T', H', W')."""
@@ -56,6 +82,7 @@ class VideoModel(nn.Module):
         """Replace the classifier with a fresh one for num_classes (0: no classifier, forward gives features)."""
         if labels is not None and len(labels) != num_classes:
             raise ValueError(f"{len(labels)} labels given for {num_classes} classes")
+        meta = self.meta.with_classes(num_classes, labels) if hasattr(self, "meta") else None
         old = self.get_classifier()
         device = next(self.parameters()).device
         if num_classes > 0:
@@ -65,28 +92,37 @@ class VideoModel(nn.Module):
         else:
             fc = nn.Identity()
         setattr(self, self.classifier_name, fc)
-        if hasattr(self, "arch_kwargs"):
-            self.arch_kwargs = {**self.arch_kwargs, "num_classes": num_classes}
-        if hasattr(self, "pretrained_cfg"):
-            self.pretrained_cfg = self.pretrained_cfg.replace(
-                num_classes=num_classes, labels=None, labels_verified=labels is not None
-            )
-        self.labels = list(labels) if labels is not None else [f"class_{i}" for i in range(num_classes)]
+        if meta is not None:
+            self.meta = meta
 
     # Stages in forward order, for fine-tuning "from a stage on"; the first one stands for the whole stem
-    # (every module not under a later stage). Families override where names differ.
+    # (every module not under a later stage). Families override where names differ. This is the one list:
+    # freeze_until, hub3d.train and `hub3d train --finetune-from` all read it (with the aliases below).
     stage_names: Sequence[str] = ("stem", "layer1", "layer2", "layer3", "layer4")
+    # Other names of those stages: the original code's module names and the CVPR 2018 paper's (conv2_x ...).
+    stage_aliases: dict = {"conv1": "stem", "conv2_x": "layer1", "conv3_x": "layer2", "conv4_x": "layer3",
+                           "conv5_x": "layer4"}
+
+    def stage_choices(self) -> list[str]:
+        """Every name freeze_until accepts: the stages, their aliases, the classifier and 'all'."""
+        return [*self.stage_names, *self.stage_aliases, self.classifier_name, "all"]
 
     def freeze_until(self, stage: str) -> None:
         """Freeze every parameter before ``stage``: ``stage``, the stages after it and the classifier train.
 
-        ``stage`` is one of ``stage_names`` ("layer4" = conv5_x, as in the CVPR 2018 fine-tuning) or "all".
-        BatchNorm layers of frozen stages keep their running statistics: ``train()`` leaves them in eval mode.
+        ``stage`` is one of ``stage_names`` ("layer4" = conv5_x, as in the CVPR 2018 fine-tuning), an alias
+        (``stage_aliases``: "conv1", "conv5_x", ...), the classifier's name ("fc": train the classifier only)
+        or "all". BatchNorm layers of frozen stages keep their running statistics: ``train()`` leaves them in
+        eval mode.
         """
         names = list(self.stage_names)
-        if stage != "all" and stage not in names:
-            raise ValueError(f"unknown stage {stage!r}; choose from {names} or 'all'")
-        first = 0 if stage == "all" else names.index(stage)
+        stage = self.stage_aliases.get(stage, stage)
+        if stage == self.classifier_name:
+            first = len(names)
+        elif stage == "all" or stage in names:
+            first = 0 if stage == "all" else names.index(stage)
+        else:
+            raise ValueError(f"unknown stage {stage!r}; choose from {self.stage_choices()}")
         self._trainable_prefixes = None if first == 0 else (*names[first:], self.classifier_name)
         for pname, param in self.named_parameters():
             param.requires_grad = not self._is_frozen(pname)

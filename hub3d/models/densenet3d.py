@@ -1,9 +1,10 @@
-"""3D DenseNets (DenseNet-BC) of the CVPR 2018 release of kenshohara/3D-ResNets-PyTorch (models/densenet.py).
+"""3D DenseNets (DenseNet-BC) of kenshohara/3D-ResNets-PyTorch (models/densenet.py, 2018 and 2020 code).
 
 Parameter names follow the original (features.conv0 ... features.denseblockN.denselayerM ... features.norm5,
 classifier), except that the 2018 code named a dense layer's modules 'norm.1', 'relu.1', 'conv.1', 'norm.2',
 'relu.2', 'conv.2', which PyTorch no longer accepts as module names: here they are norm1 ... conv2 (as in
-torchvision's DenseNet), and ``remap_state_dict`` renames the keys of the released checkpoints.
+torchvision's DenseNet), and the 2020 code named the stem conv1/norm1/pool1 (here conv0/norm0/pool0):
+``remap_state_dict`` renames the keys of either release's checkpoints.
 """
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from torch import nn
 
 from ..registry import register_model
 from .base import VideoModel
-from .resnet3d import RANDOM_CFG, hara2018_cfg, init_weights
+from .cfgs import RANDOM_CFG, hara2018_cfg
+from .family import Family, classifier_classes
+from .layers import init_weights
 
 
 class DenseLayer(nn.Sequential):
@@ -62,16 +65,54 @@ class Transition(nn.Sequential):
 _LEGACY_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12])\.([^.]+)$")
 
 
+# 'features.conv1.weight' / 'features.norm1.*' (the 2020 code's stem) -> 'features.conv0.weight' / 'features.norm0.*'
+_STEM_2020 = re.compile(r"^features\.(conv|norm)1\.")
+
+
 def remap_state_dict(state_dict: dict) -> dict:
-    """Rename the 2018 release's dense-layer keys ('norm.1', 'conv.2', ...) to this module's; others unchanged."""
-    return OrderedDict((_LEGACY_KEY.sub(r"\1\2.\3", k), v) for k, v in state_dict.items())
+    """Rename the 2018 release's dense-layer keys ('norm.1', 'conv.2', ...) and the 2020 code's stem keys
+    (features.conv1 / norm1) to this module's; others unchanged. The layout is told from the keys."""
+    stem_2020 = "features.conv1.weight" in state_dict
+    out = OrderedDict()
+    for k, v in state_dict.items():
+        k = _LEGACY_KEY.sub(r"\1\2.\3", k)
+        if stem_2020:
+            k = _STEM_2020.sub(r"features.\g<1>0.", k)
+        out[k] = v
+    return out
+
+
+def infer_arch_kwargs(state_dict: dict) -> dict:
+    """Classes, input channels and the stem's temporal kernel (either release's key names)."""
+    kwargs = classifier_classes(state_dict, "classifier.weight")
+    stem = state_dict.get("features.conv0.weight", state_dict.get("features.conv1.weight"))
+    if stem is not None:
+        kwargs["n_input_channels"] = stem.shape[1]
+        if stem.shape[2] != 7:
+            kwargs["conv1_t_size"] = stem.shape[2]
+    return kwargs
+
+
+def detect(state_dict: dict) -> bool:
+    keys = remap_state_dict(state_dict)
+    return "features.conv0.weight" in keys and "features.denseblock1.denselayer1.conv1.weight" in keys
+
+
+FAMILY = Family("densenet3d", arch_names={"densenet": "densenet3d"}, remap_state_dict=remap_state_dict,
+                infer_arch_kwargs=infer_arch_kwargs, detect=detect)
 
 
 class DenseNet3d(VideoModel):
     """3D DenseNet-BC: 7x7x7 conv0, max pool, four dense blocks with transitions, norm5, ReLU, pool, classifier."""
 
     classifier_name = "classifier"
-    remap_state_dict = staticmethod(remap_state_dict)  # hub3d.checkpoint applies it before loading
+    # The original code's fine-tuning names (model.py's get_module_name drops 'features.'), and the 2020 stem's.
+    stage_aliases = {
+        "conv0": "stem",
+        "conv1": "stem",
+        **{f"{kind}{i}": f"features.{kind}{i}" for kind in ("denseblock", "transition") for i in range(1, 5)},
+        "norm5": "features.norm5",
+    }
 
     def __init__(
         self,
@@ -82,19 +123,24 @@ class DenseNet3d(VideoModel):
         drop_rate: float = 0.0,
         n_input_channels: int = 3,
         num_classes: int = 400,
+        conv1_t_size: int = 7,
+        conv1_t_stride: int = 1,
+        no_max_pool: bool = False,
     ):
         super().__init__()
+        # conv1_t_size / conv1_t_stride / no_max_pool: the 2020 code's options (the 2018 code: 7, 1, False).
         conv0 = nn.Conv3d(
-            n_input_channels, num_init_features, kernel_size=7, stride=(1, 2, 2), padding=3, bias=False
+            n_input_channels,
+            num_init_features,
+            kernel_size=(conv1_t_size, 7, 7),
+            stride=(conv1_t_stride, 2, 2),
+            padding=(conv1_t_size // 2, 3, 3),
+            bias=False,
         )
-        self.features = nn.Sequential(
-            OrderedDict(
-                conv0=conv0,
-                norm0=nn.BatchNorm3d(num_init_features),
-                relu0=nn.ReLU(inplace=True),
-                pool0=nn.MaxPool3d(kernel_size=3, stride=2, padding=1),
-            )
-        )
+        stem = OrderedDict(conv0=conv0, norm0=nn.BatchNorm3d(num_init_features), relu0=nn.ReLU(inplace=True))
+        if not no_max_pool:
+            stem["pool0"] = nn.MaxPool3d(kernel_size=3, stride=2, padding=1)
+        self.features = nn.Sequential(stem)
         n = num_init_features
         stages = ["stem"]  # conv0, norm0, pool0
         for i, num_layers in enumerate(block_config, start=1):
@@ -124,25 +170,25 @@ def _densenet3d(block_config, **kwargs):
     return DenseNet3d(block_config=block_config, **kwargs)
 
 
-@register_model(pretrained={"kinetics400": hara2018_cfg("densenet-121-kinetics.pth", 70.8)})
+@register_model(pretrained={"kinetics400": hara2018_cfg("densenet-121-kinetics.pth", 70.8)}, family=FAMILY)
 def densenet3d_121(**kwargs):
     """3D DenseNet-121 (blocks [6,12,24,16], growth 32), 1024-d features."""
     return _densenet3d((6, 12, 24, 16), **kwargs)
 
 
-@register_model(random_cfg=RANDOM_CFG_DENSENET)
+@register_model(random_cfg=RANDOM_CFG_DENSENET, family=FAMILY)
 def densenet3d_169(**kwargs):
     """3D DenseNet-169 (blocks [6,12,32,32], growth 32), 1664-d features."""
     return _densenet3d((6, 12, 32, 32), **kwargs)
 
 
-@register_model(pretrained={"kinetics400": hara2018_cfg("densenet-201-kinetics.pth", 72.3)})
+@register_model(pretrained={"kinetics400": hara2018_cfg("densenet-201-kinetics.pth", 72.3)}, family=FAMILY)
 def densenet3d_201(**kwargs):
     """3D DenseNet-201 (blocks [6,12,48,32], growth 32), 1920-d features."""
     return _densenet3d((6, 12, 48, 32), **kwargs)
 
 
-@register_model(random_cfg=RANDOM_CFG_DENSENET)
+@register_model(random_cfg=RANDOM_CFG_DENSENET, family=FAMILY)
 def densenet3d_264(**kwargs):
     """3D DenseNet-264 (blocks [6,12,64,48], growth 32), 2688-d features."""
     return _densenet3d((6, 12, 64, 48), **kwargs)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..pretrained import PretrainedCfg
 from ..registry import register_model
-from .resnet3d import BasicBlock, ResNet3d
+from .resnet3d import FAMILY, BasicBlock, ResNet3d
 
 MOTION_DEMO_CFG = PretrainedCfg(
     num_classes=8,
@@ -32,7 +32,7 @@ MOTION_DEMO_CFG = PretrainedCfg(
 )
 
 
-@register_model(pretrained={"synthetic": MOTION_DEMO_CFG})
+@register_model(pretrained={"synthetic": MOTION_DEMO_CFG}, family=FAMILY)
 def motion_demo(**kwargs):
     """3D ResNet-10 at widen_factor 0.25 for 16 x 64 x 64 clips; 8 SyntheticMotion classes."""
     return ResNet3d(BasicBlock, [1, 1, 1, 1], **kwargs)

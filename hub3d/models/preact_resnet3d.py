@@ -10,7 +10,18 @@ from __future__ import annotations
 from torch import nn
 
 from ..registry import register_model
-from .resnet3d import RANDOM_CFG, ResNet3d, conv1x1x1, conv3x3x3, hara2018_cfg
+from .cfgs import RANDOM_CFG, hara2018_cfg
+from .family import Family
+from .layers import conv1x1x1, conv3x3x3
+from .resnet3d import ResNet3d, _is_preact, infer_arch_kwargs, is_hara_trunk, shortcut_hint
+
+
+def detect(state_dict: dict) -> bool:
+    return is_hara_trunk(state_dict) and _is_preact(state_dict)
+
+
+FAMILY = Family("preact_resnet3d", arch_names={"preresnet": "preact_resnet3d"}, infer_arch_kwargs=infer_arch_kwargs,
+                detect=detect, load_hint=shortcut_hint)
 
 
 class PreActBasicBlock(nn.Module):
@@ -55,37 +66,38 @@ class PreActBottleneck(nn.Module):
         return out + residual
 
 
-@register_model(random_cfg=RANDOM_CFG)
+@register_model(random_cfg=RANDOM_CFG, family=FAMILY)
 def preact_resnet3d_18(**kwargs):
     """Pre-activation 3D ResNet-18 (basic blocks [2,2,2,2]), 512-d features."""
     return ResNet3d(PreActBasicBlock, [2, 2, 2, 2], **kwargs)
 
 
-@register_model(random_cfg=RANDOM_CFG)
+@register_model(random_cfg=RANDOM_CFG, family=FAMILY)
 def preact_resnet3d_34(**kwargs):
     """Pre-activation 3D ResNet-34 (basic blocks [3,4,6,3]), 512-d features."""
     return ResNet3d(PreActBasicBlock, [3, 4, 6, 3], **kwargs)
 
 
-@register_model(random_cfg=RANDOM_CFG)
+@register_model(random_cfg=RANDOM_CFG, family=FAMILY)
 def preact_resnet3d_50(**kwargs):
     """Pre-activation 3D ResNet-50 (bottlenecks [3,4,6,3]), 2048-d features."""
     return ResNet3d(PreActBottleneck, [3, 4, 6, 3], **kwargs)
 
 
-@register_model(random_cfg=RANDOM_CFG)
+@register_model(random_cfg=RANDOM_CFG, family=FAMILY)
 def preact_resnet3d_101(**kwargs):
     """Pre-activation 3D ResNet-101 (bottlenecks [3,4,23,3]), 2048-d features."""
     return ResNet3d(PreActBottleneck, [3, 4, 23, 3], **kwargs)
 
 
-@register_model(random_cfg=RANDOM_CFG)
+@register_model(random_cfg=RANDOM_CFG, family=FAMILY)
 def preact_resnet3d_152(**kwargs):
     """Pre-activation 3D ResNet-152 (bottlenecks [3,8,36,3]), 2048-d features."""
     return ResNet3d(PreActBottleneck, [3, 8, 36, 3], **kwargs)
 
 
-@register_model(pretrained={"kinetics400": hara2018_cfg("preresnet-200-kinetics.pth", 73.4, shortcut_type="B")})
+@register_model(pretrained={"kinetics400": hara2018_cfg("preresnet-200-kinetics.pth", 73.4, shortcut_type="B")},
+                family=FAMILY)
 def preact_resnet3d_200(**kwargs):
     """Pre-activation 3D ResNet-200 (bottlenecks [3,24,36,3]), 2048-d features."""
     return ResNet3d(PreActBottleneck, [3, 24, 36, 3], **kwargs)

@@ -10,20 +10,18 @@ from __future__ import annotations
 from torch import nn
 
 from ..registry import register_model
-from .resnet3d import RANDOM_CFG, ResNet3d, conv1x1x1, hara2020_cfgs
+from .cfgs import RANDOM_CFG, hara2020_cfgs
+from .family import Family
+from .layers import conv1x1x1, conv1x3x3, conv3x1x1, mid_planes_2p1d
+from .resnet3d import ResNet3d, infer_arch_kwargs, is_hara_trunk, shortcut_hint
 
 
-def mid_planes_2p1d(in_planes: int, planes: int, t: int = 3, k: int = 3) -> int:
-    """Channels between the spatial and the temporal half: in*out*t*k*k // (in*k*k + t*out)."""
-    return (in_planes * planes * t * k * k) // (in_planes * k * k + t * planes)
+def detect(state_dict: dict) -> bool:
+    return is_hara_trunk(state_dict, stem_key="conv1_s.weight")
 
 
-def conv1x3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv3d:
-    return nn.Conv3d(in_planes, out_planes, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False)
-
-
-def conv3x1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv3d:
-    return nn.Conv3d(in_planes, out_planes, (3, 1, 1), stride=(stride, 1, 1), padding=(1, 0, 0), bias=False)
+FAMILY = Family("resnet2p1d", arch_names={"resnet2p1d": "resnet2p1d"}, infer_arch_kwargs=infer_arch_kwargs,
+                detect=detect, load_hint=shortcut_hint)
 
 
 class BasicBlock2p1d(nn.Module):
@@ -102,43 +100,43 @@ class ResNet2p1d(ResNet3d):
         return self.relu(self.bn1_t(self.conv1_t(x)))
 
 
-@register_model(random_cfg=RANDOM_CFG)
+@register_model(random_cfg=RANDOM_CFG, family=FAMILY)
 def resnet2p1d_10(**kwargs):
     """R(2+1)D-10 (basic blocks [1,1,1,1]), 512-d features."""
     return ResNet2p1d(BasicBlock2p1d, [1, 1, 1, 1], **kwargs)
 
 
-@register_model(pretrained=hara2020_cfgs("r2p1d18"))
+@register_model(pretrained=hara2020_cfgs("r2p1d18"), family=FAMILY)
 def resnet2p1d_18(**kwargs):
     """R(2+1)D-18 (basic blocks [2,2,2,2]), 512-d features."""
     return ResNet2p1d(BasicBlock2p1d, [2, 2, 2, 2], **kwargs)
 
 
-@register_model(pretrained=hara2020_cfgs("r2p1d34"))
+@register_model(pretrained=hara2020_cfgs("r2p1d34"), family=FAMILY)
 def resnet2p1d_34(**kwargs):
     """R(2+1)D-34 (basic blocks [3,4,6,3]), 512-d features."""
     return ResNet2p1d(BasicBlock2p1d, [3, 4, 6, 3], **kwargs)
 
 
-@register_model(pretrained=hara2020_cfgs("r2p1d50"))
+@register_model(pretrained=hara2020_cfgs("r2p1d50"), family=FAMILY)
 def resnet2p1d_50(**kwargs):
     """R(2+1)D-50 (bottlenecks [3,4,6,3]), 2048-d features."""
     return ResNet2p1d(Bottleneck2p1d, [3, 4, 6, 3], **kwargs)
 
 
-@register_model(random_cfg=RANDOM_CFG)
+@register_model(random_cfg=RANDOM_CFG, family=FAMILY)
 def resnet2p1d_101(**kwargs):
     """R(2+1)D-101 (bottlenecks [3,4,23,3]), 2048-d features."""
     return ResNet2p1d(Bottleneck2p1d, [3, 4, 23, 3], **kwargs)
 
 
-@register_model(random_cfg=RANDOM_CFG)
+@register_model(random_cfg=RANDOM_CFG, family=FAMILY)
 def resnet2p1d_152(**kwargs):
     """R(2+1)D-152 (bottlenecks [3,8,36,3]), 2048-d features."""
     return ResNet2p1d(Bottleneck2p1d, [3, 8, 36, 3], **kwargs)
 
 
-@register_model(random_cfg=RANDOM_CFG)
+@register_model(random_cfg=RANDOM_CFG, family=FAMILY)
 def resnet2p1d_200(**kwargs):
     """R(2+1)D-200 (bottlenecks [3,24,36,3]), 2048-d features."""
     return ResNet2p1d(Bottleneck2p1d, [3, 24, 36, 3], **kwargs)

@@ -6,39 +6,15 @@ from __future__ import annotations
 
 from functools import partial
 
-import torch
 from torch import nn
 
-from ..pretrained import (
-    CITATION_HARA_2018,
-    DRIVE_2018,
-    DRIVE_2020,
-    KINETICS400_MEAN_255,
-    KINETICS700_MEAN,
-    KINETICS700_STD,
-    PretrainedCfg,
-)
 from ..registry import register_model
 from .base import VideoModel
+from .cfgs import R3D50_CODES, RANDOM_CFG, hara2018_cfg, hara2020_cfgs
+from .family import Family, classifier_classes
+from .layers import conv1x1x1, conv3x3x3, init_weights, shortcut_a
 
 BLOCK_INPLANES = (64, 128, 256, 512)
-
-
-def conv3x3x3(in_planes: int, out_planes: int, stride=1) -> nn.Conv3d:
-    return nn.Conv3d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
-
-
-def conv1x1x1(in_planes: int, out_planes: int, stride=1) -> nn.Conv3d:
-    return nn.Conv3d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
-
-
-def shortcut_a(x: torch.Tensor, planes: int, stride: int) -> torch.Tensor:
-    """Shortcut A: identity, subsampled by stride, with zero-padded extra channels (no parameters)."""
-    # The original's avg_pool3d(kernel_size=1, stride) is plain subsampling; slicing gives the same values and also
-    # runs in bfloat16 on CPU, where avg_pool3d has no kernel.
-    out = x[:, :, ::stride, ::stride, ::stride] if stride != 1 else x
-    pad = out.new_zeros(out.size(0), planes - out.size(1), *out.shape[2:])
-    return torch.cat([out, pad], dim=1)
 
 
 class BasicBlock(nn.Module):
@@ -61,16 +37,27 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
+    """conv1x1x1 - conv3x3x3 (stride, ``groups``) - conv1x1x1 to ``planes * expansion``; shared by the plain
+    (expansion 4), wide (expansion 2) and ResNeXt (groups 32, width 32, expansion 2) 3D ResNets.
+
+    The middle width is ``planes``, or with ``width``, the original ResNeXt's rule ``groups * int(planes / width)``.
+    """
+
     expansion = 4
 
-    def __init__(self, in_planes, planes, stride=1, downsample=None):
+    def __init__(self, in_planes, planes, stride=1, downsample=None, groups: int = 1, width=None,
+                 expansion: int = 4):
         super().__init__()
-        self.conv1 = conv1x1x1(in_planes, planes)
-        self.bn1 = nn.BatchNorm3d(planes)
-        self.conv2 = conv3x3x3(planes, planes, stride)
-        self.bn2 = nn.BatchNorm3d(planes)
-        self.conv3 = conv1x1x1(planes, planes * self.expansion)
-        self.bn3 = nn.BatchNorm3d(planes * self.expansion)
+        self.expansion = expansion
+        mid = planes if width is None else groups * int(planes / width)
+        if mid == 0:
+            raise ValueError(f"a grouped stage needs at least {width} planes; got {planes} (widen_factor too small?)")
+        self.conv1 = conv1x1x1(in_planes, mid)
+        self.bn1 = nn.BatchNorm3d(mid)
+        self.conv2 = conv3x3x3(mid, mid, stride, groups=groups)
+        self.bn2 = nn.BatchNorm3d(mid)
+        self.conv3 = conv1x1x1(mid, planes * expansion)
+        self.bn3 = nn.BatchNorm3d(planes * expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
@@ -85,9 +72,9 @@ class Bottleneck(nn.Module):
 class ResNet3d(VideoModel):
     """3D ResNet: conv1 (t x 7 x 7), BN, ReLU, max pool, four stages, global average pool, fc.
 
-    ``block`` is a residual block class whose constructor takes (in_planes, planes, stride, downsample) and
-    whose ``expansion`` gives its output width; other families (wide, ResNeXt, pre-activation) reuse this
-    trunk with their own blocks.
+    ``block`` is a residual block class whose constructor takes (in_planes, planes, stride, downsample,
+    **block_kwargs); its output width is planes * expansion (``block_kwargs['expansion']``, else the class's).
+    Other families (wide, ResNeXt, pre-activation, R(2+1)D) reuse this trunk with their blocks or arguments.
     """
 
     def __init__(
@@ -103,8 +90,10 @@ class ResNet3d(VideoModel):
         widen_factor: float = 1.0,
         num_classes: int = 400,
         stem_planes: int | None = None,
+        block_kwargs: dict | None = None,
     ):
         super().__init__()
+        self.block_kwargs = dict(block_kwargs or {})
         if shortcut_type not in ("A", "B"):
             raise ValueError(f"shortcut_type must be 'A' or 'B', not {shortcut_type!r}")
         block_inplanes = [int(x * widen_factor) for x in block_inplanes]
@@ -138,16 +127,16 @@ class ResNet3d(VideoModel):
         return self.relu(self.bn1(self.conv1(x)))
 
     def _make_layer(self, block, planes, blocks, shortcut_type, stride=1):
-        out_planes = planes * block.expansion
+        out_planes = planes * self.block_kwargs.get("expansion", block.expansion)
         downsample = None
         if stride != 1 or self.in_planes != out_planes:
             if shortcut_type == "A":
                 downsample = partial(shortcut_a, planes=out_planes, stride=stride)
             else:
                 downsample = nn.Sequential(conv1x1x1(self.in_planes, out_planes, stride), nn.BatchNorm3d(out_planes))
-        layers = [block(self.in_planes, planes, stride=stride, downsample=downsample)]
+        layers = [block(self.in_planes, planes, stride=stride, downsample=downsample, **self.block_kwargs)]
         self.in_planes = out_planes
-        layers += [block(self.in_planes, planes) for _ in range(1, blocks)]
+        layers += [block(self.in_planes, planes, **self.block_kwargs) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def forward_features(self, x):
@@ -160,99 +149,83 @@ class ResNet3d(VideoModel):
         return self.layer4(x)
 
 
-def init_weights(model: nn.Module) -> None:
-    """The original code's init: Kaiming normal (fan_out) convs, unit BN."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv3d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, (nn.BatchNorm3d, nn.GroupNorm)):
-            nn.init.constant_(m.weight, 1)
-            nn.init.constant_(m.bias, 0)
-
-
 # ---------------------------------------------------------------------------------------------------------
-# Pretrained configs of the two releases.
-
-HARA_2018_METRIC = "kinetics400_val_mean_top1_top5"  # the CVPR 2018 paper reports (top-1 + top-5) / 2
+# The family: what a checkpoint of Hara's ResNet trunk says about its architecture.
 
 
-def hara2018_cfg(file: str, metric: float, **arch_kwargs) -> PretrainedCfg:
-    """A Kinetics-400 model of the CVPR 2018 release: 0-255 frames, mean subtraction only."""
-    return PretrainedCfg(
-        num_classes=400,
-        labels="kinetics400.txt",
-        labels_verified=True,
-        arch_kwargs=arch_kwargs,
-        value_scale=255.0,
-        mean=KINETICS400_MEAN_255,
-        std=(1.0, 1.0, 1.0),
-        resize=112,
-        crop_size=112,
-        clip_len=16,
-        dataset="kinetics400",
-        file=file,
-        drive_folder=DRIVE_2018,
-        release="3D-ResNets-PyTorch CVPR 2018 release",
-        metrics={HARA_2018_METRIC: metric},
-        license="MIT",
-        paper="https://arxiv.org/abs/1711.09577",
-        citation=CITATION_HARA_2018,
-    )
+def infer_arch_kwargs(state_dict: dict) -> dict:
+    """Architecture arguments a state dict determines by itself (classes, input channels, shortcut, stem, groups)."""
+    kwargs = classifier_classes(state_dict, "fc.weight")
+    stem = state_dict.get("conv1.weight")
+    if stem is None:
+        stem = state_dict.get("conv1_t.weight")  # R(2+1)D: temporal half of the stem
+        if stem is not None:
+            kwargs["n_input_channels"] = state_dict["conv1_s.weight"].shape[1]
+    else:
+        kwargs["n_input_channels"] = stem.shape[1]
+    if stem is not None:
+        kwargs["conv1_t_size"] = stem.shape[2]
+        if stem.shape[0] != 64:  # reduced or widened nets: the stem has 64 x widen_factor channels
+            kwargs["widen_factor"] = stem.shape[0] / 64
+        kwargs["shortcut_type"] = "B" if any(".downsample." in k for k in state_dict) else "A"
+        grouped = state_dict.get("layer1.0.conv2.weight")
+        if grouped is not None and grouped.dim() == 5 and grouped.shape[0] != grouped.shape[1] and (
+            "layer1.0.conv3.weight" in state_dict
+        ):
+            groups = grouped.shape[0] // grouped.shape[1]
+            if groups > 1:
+                kwargs["cardinality"] = groups
+    return kwargs
 
 
-# 2020 release: dataset code in the file name -> (tag, classes, label file, dataset).
-HARA_2020_DATASETS = {
-    "K": ("kinetics700", 700, None, "kinetics700"),
-    "KM": ("kinetics700_moments", 1039, None, "kinetics700+moments_in_time"),
-    "KMS": ("kinetics700_moments_stair", 1139, None, "kinetics700+moments_in_time+stair_actions"),
-    "KS": ("kinetics700_stair", 800, None, "kinetics700+stair_actions"),
-    "M": ("moments", 339, "moments_in_time.txt", "moments_in_time"),
-    "MS": ("moments_stair", 439, None, "moments_in_time+stair_actions"),
-    "S": ("stair", 100, None, "stair_actions"),
-}
-KINETICS700_ORDER_NOTE = (
-    "Class order is the first appearance of each label in the official Kinetics-700 train CSV, which hub3d "
-    "does not ship: names are class_i until you give them: model.labels = hub3d.class_order_from_csv(train_csv)."
+def _is_preact(state_dict: dict) -> bool:
+    # A pre-activation block normalises its input (bn1 over conv1's input channels), a plain one conv1's output;
+    # layer2.0 changes the width, so the two differ there.
+    bn, conv = state_dict.get("layer2.0.bn1.weight"), state_dict.get("layer2.0.conv1.weight")
+    return bn is not None and conv is not None and bn.shape[0] == conv.shape[1] != conv.shape[0]
+
+
+def expansion_of(state_dict: dict) -> int | None:
+    """Output over middle width of the first bottleneck (4 plain, 2 wide / ResNeXt); None for basic blocks."""
+    c1, c3 = state_dict.get("layer1.0.conv1.weight"), state_dict.get("layer1.0.conv3.weight")
+    return None if c1 is None or c3 is None else c3.shape[0] // c1.shape[0]
+
+
+def is_grouped(state_dict: dict) -> bool:
+    conv2 = state_dict.get("layer1.0.conv2.weight")
+    return conv2 is not None and conv2.dim() == 5 and conv2.shape[0] != conv2.shape[1]
+
+
+def is_hara_trunk(state_dict: dict, stem_key: str = "conv1.weight") -> bool:
+    """conv1 (or R(2+1)D's conv1_s) stem, layer1..layer4, fc: the names of Hara's ResNet code."""
+    return stem_key in state_dict and "fc.weight" in state_dict and any(k.startswith("layer4.") for k in state_dict)
+
+
+def detect(state_dict: dict) -> bool:
+    """A plain 3D ResNet: conv1 stem, post-activation blocks, basic or expansion-4 bottlenecks, not grouped."""
+    return (is_hara_trunk(state_dict) and not _is_preact(state_dict) and not is_grouped(state_dict)
+            and expansion_of(state_dict) in (None, 4))
+
+
+def shortcut_hint(keys: list) -> str:
+    """Shortcut A has no parameters, shortcut B a conv + BN under 'downsample': a mismatch names them."""
+    return " (a shortcut A/B mismatch: pass shortcut_type='A' or 'B')" if any("downsample" in k for k in keys) else ""
+
+
+FAMILY = Family(
+    "resnet3d",
+    arch_names={"resnet": "resnet3d"},
+    infer_arch_kwargs=infer_arch_kwargs,
+    detect=detect,
+    load_hint=shortcut_hint,
 )
-
-
-def hara2020_cfgs(prefix: str, codes=("K", "KM")) -> dict[str, PretrainedCfg]:
-    """The 2020 release's tags for one architecture, e.g. prefix 'r3d50' -> r3d50_K_200ep.pth ..."""
-    cfgs = {}
-    for code in codes:
-        tag, classes, labels, dataset = HARA_2020_DATASETS[code]
-        cfgs[tag] = PretrainedCfg(
-            num_classes=classes,
-            labels=labels,
-            labels_verified=False,
-            arch_kwargs={"shortcut_type": "B", "conv1_t_size": 7},
-            value_scale=1.0,
-            mean=KINETICS700_MEAN,
-            std=KINETICS700_STD,
-            resize=112,
-            crop_size=112,
-            clip_len=16,
-            dataset=dataset,
-            file=f"{prefix}_{code}_200ep.pth",
-            drive_folder=DRIVE_2020,
-            release="3D-ResNets-PyTorch 2020 release",
-            license="MIT",
-            paper="https://arxiv.org/abs/2004.04968",
-            citation=CITATION_HARA_2018,
-            notes=KINETICS700_ORDER_NOTE if labels is None else "Label order unverified against the weights.",
-        )
-    return cfgs
-
-
-R3D50_CODES = ("K", "KM", "KMS", "KS", "M", "MS", "S")
-RANDOM_CFG = hara2020_cfgs("none")["kinetics700"].replace(num_classes=400, notes=None, dataset=None)
 
 
 def _resnet3d(block, layers, **kwargs):
     return ResNet3d(block, layers, **kwargs)
 
 
-@register_model(random_cfg=RANDOM_CFG)
+@register_model(random_cfg=RANDOM_CFG, family=FAMILY)
 def resnet3d_10(**kwargs):
     """3D ResNet-10 (basic blocks [1,1,1,1]), 512-d features."""
     return _resnet3d(BasicBlock, [1, 1, 1, 1], **kwargs)
@@ -262,7 +235,8 @@ def resnet3d_10(**kwargs):
     pretrained={
         "kinetics400": hara2018_cfg("resnet-18-kinetics.pth", 66.1, shortcut_type="A"),
         **hara2020_cfgs("r3d18"),
-    }
+    },
+    family=FAMILY,
 )
 def resnet3d_18(**kwargs):
     """3D ResNet-18 (basic blocks [2,2,2,2]), 512-d features."""
@@ -273,7 +247,8 @@ def resnet3d_18(**kwargs):
     pretrained={
         "kinetics400": hara2018_cfg("resnet-34-kinetics.pth", 71.0, shortcut_type="A"),
         **hara2020_cfgs("r3d34"),
-    }
+    },
+    family=FAMILY,
 )
 def resnet3d_34(**kwargs):
     """3D ResNet-34 (basic blocks [3,4,6,3]), 512-d features."""
@@ -284,7 +259,8 @@ def resnet3d_34(**kwargs):
     pretrained={
         "kinetics400": hara2018_cfg("resnet-50-kinetics.pth", 72.2, shortcut_type="B"),
         **hara2020_cfgs("r3d50", R3D50_CODES),
-    }
+    },
+    family=FAMILY,
 )
 def resnet3d_50(**kwargs):
     """3D ResNet-50 (bottlenecks [3,4,6,3]), 2048-d features."""
@@ -295,7 +271,8 @@ def resnet3d_50(**kwargs):
     pretrained={
         "kinetics400": hara2018_cfg("resnet-101-kinetics.pth", 73.3, shortcut_type="B"),
         **hara2020_cfgs("r3d101"),
-    }
+    },
+    family=FAMILY,
 )
 def resnet3d_101(**kwargs):
     """3D ResNet-101 (bottlenecks [3,4,23,3]), 2048-d features."""
@@ -306,7 +283,8 @@ def resnet3d_101(**kwargs):
     pretrained={
         "kinetics400": hara2018_cfg("resnet-152-kinetics.pth", 73.7, shortcut_type="B"),
         **hara2020_cfgs("r3d152"),
-    }
+    },
+    family=FAMILY,
 )
 def resnet3d_152(**kwargs):
     """3D ResNet-152 (bottlenecks [3,8,36,3]), 2048-d features."""
@@ -317,7 +295,8 @@ def resnet3d_152(**kwargs):
     pretrained={
         "kinetics400": hara2018_cfg("resnet-200-kinetics.pth", 73.7, shortcut_type="B"),
         **hara2020_cfgs("r3d200"),
-    }
+    },
+    family=FAMILY,
 )
 def resnet3d_200(**kwargs):
     """3D ResNet-200 (bottlenecks [3,24,36,3]), 2048-d features."""

@@ -5,42 +5,45 @@ Bottlenecks of expansion 2 whose 3x3x3 convolution is grouped (cardinality 32) o
 """
 from __future__ import annotations
 
-from functools import partial
-
-from torch import nn
-
 from ..registry import register_model
-from .resnet3d import RANDOM_CFG, Bottleneck, ResNet3d, conv1x1x1, hara2018_cfg
+from .cfgs import RANDOM_CFG, hara2018_cfg
+from .family import Family
+from .resnet3d import Bottleneck, ResNet3d, expansion_of, is_grouped, is_hara_trunk, shortcut_hint
+from .resnet3d import infer_arch_kwargs as resnet_arch_kwargs
 
 RESNEXT_INPLANES = (128, 256, 512, 1024)
-
-
-class ResNeXtBottleneck(Bottleneck):
-    """Bottleneck.forward on a grouped, differently sized set of the same layers."""
-
-    expansion = 2
-
-    def __init__(self, in_planes, planes, stride=1, downsample=None, cardinality: int = 32):
-        nn.Module.__init__(self)  # not Bottleneck.__init__: its (discarded) layers would cost time and memory
-        mid_planes = cardinality * int(planes / 32)  # the original's width rule
-        if mid_planes == 0:
-            raise ValueError(f"a ResNeXt stage needs at least 32 planes; got {planes} (widen_factor too small?)")
-        self.conv1 = conv1x1x1(in_planes, mid_planes)
-        self.bn1 = nn.BatchNorm3d(mid_planes)
-        self.conv2 = nn.Conv3d(
-            mid_planes, mid_planes, kernel_size=3, stride=stride, padding=1, groups=cardinality, bias=False
-        )
-        self.bn2 = nn.BatchNorm3d(mid_planes)
-        self.conv3 = conv1x1x1(mid_planes, planes * self.expansion)
-        self.bn3 = nn.BatchNorm3d(planes * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
+STEM_PLANES = 64  # the 2018 code's conv1; the 2020 code's is RESNEXT_INPLANES[0] (told from the checkpoint)
 
 
 def _resnext3d(layers, cardinality: int = 32, **kwargs):
-    block = partial(ResNeXtBottleneck, cardinality=cardinality)
-    block.expansion = ResNeXtBottleneck.expansion  # the trunk reads the block's expansion
-    return ResNet3d(block, layers, block_inplanes=RESNEXT_INPLANES, stem_planes=64, **kwargs)
+    """Bottlenecks of expansion 2, their 3x3x3 conv in ``cardinality`` groups of int(planes / 32) channels."""
+    kwargs.setdefault("stem_planes", STEM_PLANES)
+    block_kwargs = {"groups": cardinality, "width": 32, "expansion": 2}
+    return ResNet3d(Bottleneck, layers, block_inplanes=RESNEXT_INPLANES, block_kwargs=block_kwargs, **kwargs)
+
+
+def infer_arch_kwargs(state_dict: dict) -> dict:
+    """As the plain ResNet's, but the stem and the stage widths are independent: conv1 gives stem_planes and
+    layer1's output (2 x 128 x widen_factor) the widen factor."""
+    kwargs = resnet_arch_kwargs(state_dict)
+    kwargs.pop("widen_factor", None)
+    stem = state_dict.get("conv1.weight")
+    if stem is not None and stem.shape[0] != STEM_PLANES:
+        kwargs["stem_planes"] = stem.shape[0]
+    out = state_dict.get("layer1.0.conv3.weight")
+    if out is not None and out.shape[0] != 2 * RESNEXT_INPLANES[0]:
+        kwargs["widen_factor"] = out.shape[0] / (2 * RESNEXT_INPLANES[0])
+    return kwargs
+
+
+def detect(state_dict: dict) -> bool:
+    return is_hara_trunk(state_dict) and is_grouped(state_dict) and expansion_of(state_dict) == 2
+
+
+# The 2020 code's arch string is 'resnext-<depth>' too. (Its ResNeXt passes n_classes positionally into the
+# trunk's widen_factor, so only the layout it intends, widen 1 with a 128-channel conv1, can have been trained.)
+FAMILY = Family("resnext3d", arch_names={"resnext": "resnext3d"}, infer_arch_kwargs=infer_arch_kwargs,
+                detect=detect, load_hint=shortcut_hint)
 
 
 def _finetuned_cfg(file, dataset, classes, labels, clip_len):
@@ -57,7 +60,7 @@ def _finetuned_cfg(file, dataset, classes, labels, clip_len):
     )
 
 
-@register_model(random_cfg=RANDOM_CFG)
+@register_model(random_cfg=RANDOM_CFG, family=FAMILY)
 def resnext3d_50(**kwargs):
     """3D ResNeXt-50 (32 groups, bottlenecks [3,4,6,3]), 2048-d features."""
     return _resnext3d([3, 4, 6, 3], **kwargs)
@@ -77,14 +80,15 @@ def resnext3d_50(**kwargs):
         "hmdb51_split1_64f": _finetuned_cfg(
             "resnext-101-64f-kinetics-hmdb51_split1.pth", "hmdb51", 51, "hmdb51.txt", 64
         ),
-    }
+    },
+    family=FAMILY,
 )
 def resnext3d_101(**kwargs):
     """3D ResNeXt-101 (32 groups, bottlenecks [3,4,23,3]), 2048-d features."""
     return _resnext3d([3, 4, 23, 3], **kwargs)
 
 
-@register_model(random_cfg=RANDOM_CFG)
+@register_model(random_cfg=RANDOM_CFG, family=FAMILY)
 def resnext3d_152(**kwargs):
     """3D ResNeXt-152 (32 groups, bottlenecks [3,8,36,3]), 2048-d features."""
     return _resnext3d([3, 8, 36, 3], **kwargs)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..pretrained import CITATION_TRAN_2018, TORCHVISION_KINETICS_MEAN, TORCHVISION_KINETICS_STD, PretrainedCfg
 from ..registry import register_model
 from .base import VideoModel
-from .resnet2p1d import conv1x3x3, conv3x1x1, mid_planes_2p1d
-from .resnet3d import init_weights
+from .cfgs import torchvision_cfg
+from .family import Family, classifier_classes
+from .layers import conv1x3x3, conv3x1x1, init_weights, mid_planes_2p1d
 
 
 class Conv3DSimple(nn.Conv3d):
@@ -131,44 +131,34 @@ class VideoResNet(VideoModel):
         return self.layer4(x)
 
 
-def torchvision_cfg(file: str, acc1: float, acc5: float) -> PretrainedCfg:
-    """torchvision's Kinetics-400 weights: a plain state dict; the hex in the file name is its sha256 prefix."""
-    return PretrainedCfg(
-        num_classes=400,
-        labels="kinetics400.txt",
-        labels_verified=True,  # torchvision's categories are the alphabetical Kinetics-400 names
-        value_scale=1.0,
-        mean=TORCHVISION_KINETICS_MEAN,
-        std=TORCHVISION_KINETICS_STD,
-        resize=(128, 171),
-        crop_size=112,
-        clip_len=16,
-        dataset="kinetics400",
-        file=file,
-        url=f"https://download.pytorch.org/models/{file}",
-        sha256=file.rsplit("-", 1)[1].split(".")[0],
-        release="torchvision",
-        metrics={"kinetics400_val_video_acc@1": acc1, "kinetics400_val_video_acc@5": acc5},
-        license="BSD-3-Clause",
-        paper="https://arxiv.org/abs/1711.11248",
-        citation=CITATION_TRAN_2018,
-        notes="torchvision's accuracies: video level, frame_rate 15, 5 clips per video, clip_len 16.",
-    )
+def infer_arch_kwargs(state_dict: dict) -> dict:
+    kwargs = classifier_classes(state_dict, "fc.weight")
+    stem = state_dict.get("stem.0.weight")
+    if stem is not None:
+        kwargs["n_input_channels"] = stem.shape[1]
+    return kwargs
 
 
-@register_model(pretrained={"kinetics400": torchvision_cfg("r3d_18-b3b3357e.pth", 63.2, 83.479)})
+def detect(state_dict: dict) -> bool:
+    return "stem.0.weight" in state_dict and any(k.startswith("layer4.") for k in state_dict)
+
+
+FAMILY = Family("torchvision_resnet", infer_arch_kwargs=infer_arch_kwargs, detect=detect)
+
+
+@register_model(pretrained={"kinetics400": torchvision_cfg("r3d_18-b3b3357e.pth", 63.2, 83.479)}, family=FAMILY)
 def r3d_18(**kwargs):
     """torchvision's R3D-18: 3x3x3 convolutions in every stage, 512-d features."""
     return VideoResNet([Conv3DSimple] * 4, [2, 2, 2, 2], basic_stem, **kwargs)
 
 
-@register_model(pretrained={"kinetics400": torchvision_cfg("mc3_18-a90a0ba3.pth", 63.96, 84.13)})
+@register_model(pretrained={"kinetics400": torchvision_cfg("mc3_18-a90a0ba3.pth", 63.96, 84.13)}, family=FAMILY)
 def mc3_18(**kwargs):
     """torchvision's MC3-18: 3D convolutions in layer1, 2D (1x3x3) in layers 2-4, 512-d features."""
     return VideoResNet([Conv3DSimple] + [Conv3DNoTemporal] * 3, [2, 2, 2, 2], basic_stem, **kwargs)
 
 
-@register_model(pretrained={"kinetics400": torchvision_cfg("r2plus1d_18-91a641e6.pth", 67.463, 86.175)})
+@register_model(pretrained={"kinetics400": torchvision_cfg("r2plus1d_18-91a641e6.pth", 67.463, 86.175)}, family=FAMILY)
 def r2plus1d_18(**kwargs):
     """torchvision's R(2+1)D-18: (2+1)D convolutions everywhere, (2+1)D stem, 512-d features."""
     return VideoResNet([Conv2Plus1D] * 4, [2, 2, 2, 2], r2plus1d_stem, **kwargs)

@@ -7,15 +7,39 @@ wide_resnet50 also widens conv1; the released weights are the 2018 ones.)
 from __future__ import annotations
 
 from ..registry import register_model
-from .resnet3d import BLOCK_INPLANES, Bottleneck, ResNet3d, hara2018_cfg
+from .cfgs import hara2018_cfg
+from .family import Family
+from .resnet3d import BLOCK_INPLANES, Bottleneck, ResNet3d, expansion_of, is_grouped, is_hara_trunk, shortcut_hint
+from .resnet3d import infer_arch_kwargs as resnet_arch_kwargs
+
+STEM_PLANES = 64  # the 2018 code's conv1; the 2020 code widens it too (64k, told from the checkpoint)
 
 
-class WideBottleneck(Bottleneck):
-    expansion = 2
+def infer_arch_kwargs(state_dict: dict) -> dict:
+    """As the plain ResNet's, but conv1 gives stem_planes and layer1's middle width (64k) gives k."""
+    kwargs = resnet_arch_kwargs(state_dict)
+    kwargs.pop("widen_factor", None)
+    stem = state_dict.get("conv1.weight")
+    if stem is not None and stem.shape[0] != STEM_PLANES:
+        kwargs["stem_planes"] = stem.shape[0]
+    mid = state_dict.get("layer1.0.conv1.weight")
+    if mid is not None and mid.shape[0] != 2 * BLOCK_INPLANES[0]:
+        kwargs["k"] = mid.shape[0] // BLOCK_INPLANES[0]
+    return kwargs
 
 
-@register_model(pretrained={"kinetics400": hara2018_cfg("wideresnet-50-kinetics.pth", 74.7, shortcut_type="B")})
+def detect(state_dict: dict) -> bool:
+    return is_hara_trunk(state_dict) and not is_grouped(state_dict) and expansion_of(state_dict) == 2
+
+
+FAMILY = Family("wide_resnet3d", arch_names={"wideresnet": "wide_resnet3d"}, infer_arch_kwargs=infer_arch_kwargs,
+                detect=detect, load_hint=shortcut_hint)
+
+
+@register_model(pretrained={"kinetics400": hara2018_cfg("wideresnet-50-kinetics.pth", 74.7, shortcut_type="B")},
+                family=FAMILY)
 def wide_resnet3d_50(k: int = 2, **kwargs):
     """Wide 3D ResNet-50 (bottlenecks [3,4,6,3], expansion 2, stages k times wider), 1024k-d features."""
     planes = [p * k for p in BLOCK_INPLANES]
-    return ResNet3d(WideBottleneck, [3, 4, 6, 3], block_inplanes=planes, stem_planes=64, **kwargs)
+    kwargs.setdefault("stem_planes", STEM_PLANES)
+    return ResNet3d(Bottleneck, [3, 4, 6, 3], block_inplanes=planes, block_kwargs={"expansion": 2}, **kwargs)

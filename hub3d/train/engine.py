@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from ..io import write_csv, write_json
+from ..pretrained import ModelMeta
 from .augment import MULTISCALE, POSITIONS, TrainTransform, hflip_label_map
 from .distributed import (
     DistInfo,
@@ -43,9 +44,6 @@ from .distributed import (
 
 log = logging.getLogger("hub3d.train")
 CHECKPOINT_FORMAT = "hub3d-train-checkpoint"
-# The CVPR paper's stage names (conv2_x ... conv5_x) -> hub3d's module names.
-STAGE_ALIASES = {"conv1": "conv1", "conv2_x": "layer1", "conv3_x": "layer2", "conv4_x": "layer3",
-                 "conv5_x": "layer4"}
 AMP_DTYPES = {"none": None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -69,7 +67,7 @@ class TrainConfig:
     model: str = "resnet3d_18"
     model_kwargs: dict = field(default_factory=dict)
     pretrained: Optional[str] = None
-    finetune_from: Optional[str] = None  # a stage (layer1..layer4, conv2_x..conv5_x, fc) or "all"
+    finetune_from: Optional[str] = None  # a stage of the model (conv1, layer1..layer4, conv2_x..conv5_x, fc) or "all"
     tag: Optional[str] = None  # tag written into the exported PretrainedCfg
     clip_len: Optional[int] = None  # default: the model's PretrainedCfg
     crop_size: Optional[int] = None
@@ -154,13 +152,6 @@ def _seed_worker(worker_id):  # workers get their torch seed from the loader; ke
 
 
 # ----------------------------------------------------------------------------------------------- model
-def resolve_stage(model: nn.Module, stage: str) -> str:
-    stage = STAGE_ALIASES.get(stage, stage)
-    if stage == "fc":
-        stage = getattr(model, "classifier_name", "fc")
-    return stage
-
-
 def build_model(cfg: TrainConfig, classes: Sequence[str]) -> nn.Module:
     """Random init, or pretrained weights (a tag or a file) with a new classifier when the classes differ."""
     from ..loader import load
@@ -182,7 +173,7 @@ def build_model(cfg: TrainConfig, classes: Sequence[str]) -> nn.Module:
         changes["resize"] = cfg.crop_size
     model.pretrained_cfg = pcfg.replace(**changes) if changes else pcfg
     if cfg.finetune_from and cfg.finetune_from != "all":
-        model.freeze_until(resolve_stage(model, cfg.finetune_from))
+        model.freeze_until(cfg.finetune_from)  # the model's own stage names and aliases (VideoModel.stage_choices)
     return model
 
 
@@ -472,10 +463,7 @@ class Trainer:
         return {
             "format": CHECKPOINT_FORMAT,
             "epoch": epoch,  # epochs completed
-            "arch": model.arch_name,
-            "arch_kwargs": dict(model.arch_kwargs),
-            "labels": list(model.labels),
-            "pretrained_cfg": model.pretrained_cfg.to_dict(),
+            "model": model.meta.to_dict(),  # architecture, arch_kwargs, labels, pretrained_cfg (ModelMeta)
             "state_dict": model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
@@ -514,10 +502,11 @@ class Trainer:
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path}: not a hub3d training checkpoint (use --pretrained for model weights)")
         model = unwrap(self.model)
-        if state["arch"] != model.arch_name:
-            raise ValueError(f"{path}: a {state['arch']} checkpoint, but --model is {model.arch_name}")
-        if list(state["labels"]) != list(model.labels):
-            raise ValueError(f"{path}: its {len(state['labels'])} classes differ from this run's data")
+        saved = ModelMeta.from_dict(state["model"])
+        if saved.arch != model.arch_name:
+            raise ValueError(f"{path}: a {saved.arch} checkpoint, but --model is {model.arch_name}")
+        if list(saved.labels) != list(model.labels):
+            raise ValueError(f"{path}: its {saved.num_classes} classes differ from this run's data")
         model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
