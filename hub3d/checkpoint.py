@@ -25,7 +25,6 @@ from torch import nn
 
 from .errors import CheckpointError, UnsafeCheckpointError
 from .io import atomic_path, write_text
-from .registry import get_family, model_for_arch
 from .version import __version__
 
 CONFIG_NAME = "config.json"
@@ -44,11 +43,9 @@ class Checkpoint:
     config: dict = field(default_factory=dict)  # hub3d config.json (hub3d layout only)
 
     @property
-    def model_name(self) -> Optional[str]:
-        """The hub3d model this checkpoint says it holds, if it says."""
-        if self.layout == "hub3d":
-            return self.config.get("architecture")
-        return model_for_arch(self.arch) if self.arch else None
+    def stated_arch(self) -> Optional[str]:
+        """What the file says it holds: the hub3d model name (hub3d layout) or the original 'arch' string."""
+        return self.config.get("architecture") if self.layout == "hub3d" else self.arch
 
 
 def read_checkpoint(path: PathLike) -> Checkpoint:
@@ -124,14 +121,16 @@ def _read_hub3d_dir(directory: Path, weights: Optional[Path] = None) -> Checkpoi
     return Checkpoint(_load_safetensors(weights), "hub3d", directory, arch=config["architecture"], config=config)
 
 
-def load_state_dict_strict(model: nn.Module, state_dict: dict, where: str) -> None:
+def load_state_dict_strict(model: nn.Module, state_dict: dict, where: str, family=None) -> None:
     """Load every tensor exactly; on any mismatch raise one error listing the offending keys and shapes.
 
-    ``where`` names the model and its weights (e.g. "resnet3d_34 (tag kinetics400, file x.pth)"). Missing
-    BatchNorm ``num_batches_tracked`` buffers (the 2017 checkpoints predate them) are the only keys filled in.
+    ``where`` names the model and its weights (e.g. "resnet3d_34 (tag kinetics400, file x.pth)"). ``family``
+    (the model's hub3d.models.family.Family, given by the loader) renames foreign key layouts first and hints
+    at the likely cause of a mismatch. Missing BatchNorm ``num_batches_tracked`` buffers (the 2017 checkpoints
+    predate them) are the only keys filled in.
     """
-    family = get_family(model.arch_name)
-    state_dict = family.remap_state_dict(state_dict)
+    if family is not None:
+        state_dict = family.remap_state_dict(state_dict)
     expected = model.state_dict()
     state_dict = dict(state_dict)
     for key, value in expected.items():
@@ -150,7 +149,7 @@ def load_state_dict_strict(model: nn.Module, state_dict: dict, where: str) -> No
             if items:
                 shown = ", ".join(items[:8]) + (f", ... ({len(items)} in all)" if len(items) > 8 else "")
                 parts.append(f"{title}: {shown}")
-        hint = family.load_hint(missing + unexpected)
+        hint = family.load_hint(missing + unexpected) if family is not None else ""
         raise CheckpointError(f"weights do not fit {where}{hint}: " + "; ".join(parts))
     model.load_state_dict(state_dict, strict=True)
 

@@ -25,9 +25,11 @@ from .registry import (
     TAG_ALIASES,
     _pretrained_cfgs,
     create_model,
+    get_family,
     get_pretrained_cfg,
     infer_arch_kwargs,
     is_model,
+    model_for_arch,
     resolve_tag,
     split_model_tag,
 )
@@ -127,11 +129,18 @@ def _looks_like_path(value: str) -> bool:
     return os.sep in value or value.endswith((".pth", ".pt", ".tar", ".safetensors", ".bin")) or os.path.exists(value)
 
 
+def stated_model(ckpt: Checkpoint) -> Optional[str]:
+    """The registered model a checkpoint says it holds (its hub3d architecture, or its original 'arch'), if any."""
+    if ckpt.layout == "hub3d":
+        return ckpt.stated_arch
+    return model_for_arch(ckpt.arch) if ckpt.arch else None
+
+
 def _load_checkpoint(
     ckpt: Checkpoint, name: Optional[str], tag: Optional[str], num_classes: Optional[int], arch_kwargs: dict
 ) -> nn.Module:
     """Build the architecture the checkpoint needs, load it strictly, then adapt the classifier if asked."""
-    stated = ckpt.model_name
+    stated = stated_model(ckpt)
     if name is None:
         if stated is None or not is_model(stated):
             raise CheckpointError(
@@ -157,7 +166,7 @@ def _load_checkpoint(
             raise CheckpointError(f"{ckpt.path}: config lists {len(labels)} labels for {weights_classes} classes")
         model.labels = list(labels)
     where = f"{name} (tag {cfg.tag}, {ckpt.layout} checkpoint {ckpt.path})"
-    load_state_dict_strict(model, ckpt.state_dict, where)
+    load_state_dict_strict(model, ckpt.state_dict, where, family=get_family(name))
     if num_classes is not None and num_classes != weights_classes:
         model.reset_classifier(num_classes)
     return model

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 import hub3d
 from hub3d.checkpoint import CheckpointError, UnsafeCheckpointError, read_checkpoint
 from hub3d.cli import main
+from hub3d.loader import stated_model
 from original_layouts import save_bare, save_hara2018, save_hara2020
 
 CLIP = (1, 3, 8, 64, 64)
@@ -42,7 +43,7 @@ def test_hara2018_legacy_cuda_layout(tmp_path, resnet18_a, clip):
     save_hara2018(resnet18_a, path, arch="resnet-18")
     assert not (path.read_bytes()[:2] == b"PK"), "the legacy writer must not produce a zip file"
     ckpt = read_checkpoint(path)
-    assert ckpt.layout == "hara2018" and ckpt.model_name == "resnet3d_18"
+    assert ckpt.layout == "hara2018" and stated_model(ckpt) == "resnet3d_18"
     assert not any(k.startswith("module.") for k in ckpt.state_dict)
 
     model = hub3d.load("resnet3d_18", pretrained=str(path))
