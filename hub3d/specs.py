@@ -235,7 +235,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if name not in PRECISIONS:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, not {precision!r}")
     if name == "fp16" and torch.device(device).type == "cpu":
-        raise ValueError("precision 'fp16' needs a cuda or mps device; on cpu use 'bf16'")
+        raise ValueError("fp16 needs a cuda or mps device; on cpu use bf16")
     return name
 
 

@@ -26,7 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
+from ..inference import FailedVideo, iter_outputs
 from ..io import write_csv, write_json
+from ..specs import PRECISIONS, resolve_precision
 from .augment import MULTISCALE, POSITIONS, TrainTransform, hflip_label_map
 from .distributed import (
     DistInfo,
@@ -46,7 +48,6 @@ CHECKPOINT_FORMAT = "hub3d-train-checkpoint"
 # The CVPR paper's stage names (conv2_x ... conv5_x) -> hub3d's module names.
 STAGE_ALIASES = {"conv1": "conv1", "conv2_x": "layer1", "conv3_x": "layer2", "conv4_x": "layer3",
                  "conv5_x": "layer4"}
-AMP_DTYPES = {"none": None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -237,64 +238,39 @@ def _fmt(metrics: dict) -> str:
     return "  ".join(parts)
 
 
-@torch.no_grad()
+class _DatasetVideo:
+    """One dataset video for the inference engine: loaded (dataset.video) in a decoder thread, when needed."""
+
+    __slots__ = ("dataset", "index", "name")
+
+    def __init__(self, dataset, index: int):
+        self.dataset, self.index = dataset, index
+        self.name = f"{type(dataset).__name__}[{index}]"
+
+    def __call__(self):
+        return self.dataset.video(self.index)
+
+
 def video_logits(model, dataset, indices=None, batch_size=16, device=None, amp="none", channels_last=False,
                  progress=None):
     """Yield (index, clip logits (n_clips, num_classes) float32) per video, or (index, None) if unreadable.
 
-    The inference engine's clips: hub3d.clips windows (non-overlapping, loop-padded tail), centre crops by
-    hub3d.transforms.Preprocess, run by hub3d.inference.ClipRunner; softmax then mean over a video's clips
-    gives the probabilities hub3d.classify reports. Clips of several videos share batches.
+    The inference engine itself (hub3d.inference.iter_outputs on the dataset's in-memory videos): the weights'
+    clip windows (loop-padded tail), centre crops, batches shared across videos; softmax then mean over a
+    video's clips gives the probabilities hub3d.classify reports. progress: a tqdm-like bar (counts clips).
     """
-    from ..clips import clip_windows, loop_indices
-    from ..inference import ClipRunner
-    from ..transforms import Preprocess
-    from ..video import VideoError
-
-    indices = range(len(dataset)) if indices is None else indices
-    runner = ClipRunner(model, "logits", device, precision="fp32" if amp in ("none", "fp32") else amp,
-                        channels_last=channels_last)
-    cfg = model.pretrained_cfg
-    preprocess = Preprocess(cfg)
-    pending, owners, done = [], [], {}
-    counts = {}  # video -> clips still to come back
-    order = []
-
-    def run():
-        logits = torch.from_numpy(runner(torch.stack(pending)))
-        for j, row in zip(owners, logits):
-            done.setdefault(j, []).append(row)
-        pending.clear()
-        owners.clear()
-
-    def ready():
-        while order and (order[0] not in counts or len(done.get(order[0], ())) == counts[order[0]]):
-            i = order.pop(0)
-            if i not in counts:
-                yield i, None
-            else:
-                del counts[i]
-                yield i, torch.stack(done.pop(i))
-
-    for i in (progress(indices) if progress else indices):
-        order.append(i)
-        try:
-            frames = dataset.video(i)
-        except VideoError as e:
-            log.warning("skipped unreadable video: %s", e)
+    indices = list(range(len(dataset)) if indices is None else indices)
+    videos = [_DatasetVideo(dataset, i) for i in indices]
+    # threads: keep the process's (training set them); the engine's cpu default is for inference runs.
+    outputs = iter_outputs(model, videos, "logits", tail="loop", batch_size=batch_size, device=device,
+                           precision=amp, channels_last=channels_last, threads=torch.get_num_threads(),
+                           on_error="skip", progress=progress or False)
+    for i, item in zip(indices, outputs):
+        if isinstance(item, FailedVideo):
+            log.warning("skipped unreadable video: %s", item.error)
+            yield i, None
         else:
-            clip = preprocess(frames)  # (3, T, crop, crop): each frame preprocessed once
-            windows = clip_windows(clip.shape[1], cfg.clip_len, cfg.stride, "loop")
-            counts[i] = len(windows)
-            for s, e in windows:
-                pending.append(clip[:, loop_indices(s, e, cfg.clip_len)])
-                owners.append(i)
-                if len(pending) >= batch_size:
-                    run()
-        yield from ready()
-    if pending:
-        run()
-    yield from ready()
+            yield i, torch.from_numpy(item[1][0])
 
 
 # ------------------------------------------------------------------------------------------- trainer
@@ -307,10 +283,10 @@ class Trainer:
         self.device = self.info.device
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        if cfg.amp not in AMP_DTYPES:
-            raise ValueError(f"unknown --amp {cfg.amp!r}: none, bf16 or fp16")
-        if cfg.amp == "fp16" and self.device.type == "cpu":
-            raise ValueError("--amp fp16 needs a GPU; on CPU use bf16")
+        try:
+            self.precision = resolve_precision(cfg.amp, self.device)  # "none" = fp32; fp16 refused on cpu
+        except ValueError as e:
+            raise ValueError(f"--amp {cfg.amp}: {e}") from None
         self.out = Path(cfg.out)
         self._setup_logging()
         torch.manual_seed(cfg.seed)
@@ -388,7 +364,7 @@ class Trainer:
                           persistent_workers=False, prefetch_factor=4 if self.cfg.workers else None)
 
     def _autocast(self):
-        dtype = AMP_DTYPES[self.cfg.amp]
+        dtype = PRECISIONS[self.precision]
         if dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=dtype)
@@ -448,7 +424,7 @@ class Trainer:
         stats = np.zeros(8)  # clip loss sum, clip top1, clip top5, clips, video top1, video top5, videos, skipped
         scores = video_logits(model, dataset, indices, self.cfg.val_batch_size or self.cfg.batch_size,
                               self.device, self.cfg.amp, self.cfg.channels_last,
-                              progress=lambda it: self._progress(it, len(indices), "validate"))
+                              progress=self._progress(None, None, "validate clips"))
         for i, logits in scores:
             if logits is None:
                 stats[7] += 1
