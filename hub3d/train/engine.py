@@ -50,67 +50,85 @@ STAGE_ALIASES = {"conv1": "conv1", "conv2_x": "layer1", "conv3_x": "layer2", "co
                  "conv5_x": "layer4"}
 
 
+def _opt(default=None, help: str = "", **cli):
+    """A TrainConfig field with its `hub3d train` help text (and click specifics: choices, required, ...)."""
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata={"help": help, **cli})
+    return field(default=default, metadata={"help": help, **cli})
+
+
 @dataclass
 class TrainConfig:
-    """Every knob of a run (the CLI's flags). Defaults are the papers' recipe where they give one."""
+    """Every knob of a run; `hub3d train`'s flags are built from these fields (metadata: help, click options).
+    Defaults are the papers' recipe where they give one."""
 
     # data
-    data: str = "synthetic"
-    val_data: Optional[str] = None  # default: the data's own validation split (synthetic: a new seed)
-    format: str = "auto"
-    annotations: Optional[str] = None
-    video_root: Optional[str] = None
-    split: int = 1
-    classes: Optional[str] = None  # class list file: explicit class order
-    synthetic_videos: int = 2000
-    synthetic_val_videos: int = 200
-    synthetic_frames: int = 32
-    synthetic_size: int = 64
+    data: str = _opt("synthetic", "'synthetic', a folder (root/<class>/<video>, or with train/ and val/), a CSV "
+                     "of path,label, a Kinetics CSV, or a UCF-101/HMDB-51 video root (with --annotations).",
+                     required=True)
+    val_data: Optional[str] = _opt(None, "Validation data, same forms as --data (default: the data's own "
+                                   "validation split; synthetic: freshly generated videos).")
+    format: str = _opt("auto", "Data layout.", choices=("auto", "folder", "csv", "kinetics", "ucf101", "hmdb51"))
+    annotations: Optional[str] = _opt(None, "UCF-101 / HMDB-51 split-file folder.")
+    video_root: Optional[str] = _opt(None, "Folder of a Kinetics CSV's videos (default: next to the CSV).")
+    split: int = _opt(1, "UCF-101 / HMDB-51 split number.")
+    classes: Optional[str] = _opt(None, "Class list file (one name per line): explicit class order, saved with "
+                                  "the model.", path=True)
+    synthetic_videos: int = _opt(2000, "Training videos of --data synthetic.")
+    synthetic_val_videos: int = _opt(200, "Validation videos of --data synthetic.")
+    synthetic_frames: int = _opt(32, "Frames per synthetic video.")
+    synthetic_size: int = _opt(64, "Frame size of synthetic videos.")
     # model
-    model: str = "resnet3d_18"
-    model_kwargs: dict = field(default_factory=dict)
-    pretrained: Optional[str] = None
-    finetune_from: Optional[str] = None  # a stage (layer1..layer4, conv2_x..conv5_x, fc) or "all"
-    tag: Optional[str] = None  # tag written into the exported PretrainedCfg
-    clip_len: Optional[int] = None  # default: the model's PretrainedCfg
-    crop_size: Optional[int] = None
+    model: str = _opt("resnet3d_18", "Architecture name (hub3d list).", required=True)
+    model_kwargs: dict = _opt({}, "Architecture argument, e.g. widen_factor=0.25 (repeatable).", flag="--model-arg",
+                              kv=True)
+    pretrained: Optional[str] = _opt(None, "Start from weights: a tag (kinetics, kinetics700, ...), 'default', or "
+                                     "a file / hub3d directory. The classifier is replaced when the classes differ.")
+    finetune_from: Optional[str] = _opt(None, "Train this stage onwards (layer4 or conv5_x + fc as in the CVPR "
+                                        "paper; layer1..layer4, conv2_x..conv5_x, fc, all); earlier stages are frozen.")
+    tag: Optional[str] = _opt(None, "Tag recorded in the exported config (default: the model's).")
+    clip_len: Optional[int] = _opt(None, "Frames per clip (default: the model's config).", type=int)
+    crop_size: Optional[int] = _opt(None, "Input size (default: the model's config).", type=int)
     # optimisation (Hara et al.: SGD 0.9, wd 1e-3, lr 0.1 /10 three times on a val-loss plateau)
-    epochs: int = 10
-    batch_size: int = 32  # per process: the global batch is batch_size x world size
-    lr: float = 0.1
-    head_lr: Optional[float] = None  # lr of the classifier (default: lr)
-    optimizer: str = "sgd"  # sgd (the papers) | adamw
-    momentum: float = 0.9
-    dampening: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 1e-3
-    scheduler: str = "plateau"  # plateau | cosine | multistep | none
-    lr_factor: float = 0.1
-    lr_drops: int = 3  # plateau: at most this many divisions
-    patience: int = 10  # plateau: epochs without val-loss improvement before dividing
-    milestones: tuple = ()
-    warmup_epochs: int = 0  # linear warm-up (large-batch training)
+    epochs: int = _opt(10, "Epochs.")
+    batch_size: int = _opt(32, "Per process; global batch = batch size x processes.")
+    lr: float = _opt(0.1, "Learning rate (scale it with the global batch: 0.1 at 256).")
+    head_lr: Optional[float] = _opt(None, "Learning rate of the classifier (default: --lr).", type=float)
+    optimizer: str = _opt("sgd", "SGD is the papers'.", choices=("sgd", "adamw"))
+    momentum: float = _opt(0.9, "SGD momentum.")
+    dampening: float = _opt(0.0, "SGD dampening.")
+    nesterov: bool = _opt(False, "Nesterov momentum.")
+    weight_decay: float = _opt(1e-3, "Weight decay.")
+    scheduler: str = _opt("plateau", "Learning-rate schedule.", choices=("plateau", "cosine", "multistep", "none"))
+    lr_factor: float = _opt(0.1, "plateau / multistep: multiply the lr by this.")
+    lr_drops: int = _opt(3, "plateau: at most this many reductions.")
+    patience: int = _opt(10, "plateau: epochs without val-loss improvement before reducing.")
+    milestones: tuple = _opt((), "multistep: epochs, comma-separated.", numbers=int)
+    warmup_epochs: int = _opt(0, "Linear warm-up epochs (large-batch training).")
     # augmentation
-    scales: tuple = MULTISCALE
-    positions: tuple = POSITIONS
-    hflip: float = 0.5
+    scales: tuple = _opt(MULTISCALE, "Crop scales of the short side, comma-separated (default: 1,2^-1/4,2^-1/2,"
+                         "2^-3/4,1/2).", numbers=float)
+    positions: tuple = _opt(POSITIONS, "Crop positions.", cli=False)
+    hflip: float = _opt(0.5, "Horizontal flip probability.")
     # execution
-    device: str = "auto"
-    amp: str = "none"  # none | bf16 | fp16
-    channels_last: bool = False
-    sync_bn: bool = False
-    workers: int = 2
-    threads: Optional[int] = None  # torch intra-op threads per process
-    seed: int = 0
-    max_steps: Optional[int] = None  # per epoch (smoke tests, benchmarks)
+    device: str = _opt("auto", "auto, cpu, cuda, cuda:1 ...")
+    amp: str = _opt("none", "Mixed precision.", choices=("none", "bf16", "fp16"))
+    channels_last: bool = _opt(False, "channels_last_3d memory format.")
+    sync_bn: bool = _opt(False, "SyncBatchNorm across processes (CUDA).")
+    workers: int = _opt(2, "DataLoader processes decoding videos, per training process.")
+    threads: Optional[int] = _opt(None, "torch threads per process.", type=int)
+    seed: int = _opt(0, "Seed of shuffling, augmentation and initialisation.")
+    max_steps: Optional[int] = _opt(None, "Stop each epoch after this many steps (smoke tests, benchmarks).",
+                                    type=int)
     # outputs
-    out: str = "runs/train"
-    resume: Optional[str] = None
-    checkpoint_every: int = 1
-    val_every: int = 1
-    val_batch_size: Optional[int] = None
-    export: str = "best"  # best | last
-    progress: bool = True
+    out: str = _opt("runs/train", "Run folder: logs, metrics, checkpoints; ends holding the exported model "
+                    "(hub3d.load(OUT)).", required=True)
+    resume: Optional[str] = _opt(None, "A checkpoint, or a run folder (its latest checkpoint).")
+    checkpoint_every: int = _opt(1, "Epochs between checkpoints (the best is always kept).")
+    val_every: int = _opt(1, "Epochs between validations.")
+    val_batch_size: Optional[int] = _opt(None, "Validation batch size (default: --batch-size).", type=int)
+    export: str = _opt("best", "Which epoch's weights --out ends holding.", choices=("best", "last"))
+    progress: bool = _opt(True, "Progress bars.")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
