@@ -8,6 +8,9 @@ import dataclasses
 
 import click
 
+from ..train.engine import TrainConfig
+from ..train.engine import train as run_training
+
 
 def _kv(ctx, param, values):
     """KEY=VALUE pairs -> dict; values are Python literals when they parse (0.25, True, 'B'), else strings."""
@@ -36,8 +39,6 @@ def _numbers(kind):
 
 def config_options(fn):
     """One click option per TrainConfig field, from the field's default and metadata (help, choices, ...)."""
-    from ..train.engine import TrainConfig
-
     options = []
     for f in dataclasses.fields(TrainConfig):
         meta = dict(f.metadata)
@@ -76,12 +77,10 @@ def config_options(fn):
 @config_options
 def train(**opts):
     """Train or fine-tune a model (Hara et al.'s recipe; every knob a flag). Under torchrun: DDP."""
-    from ..train.engine import TrainConfig, train as run
-
     fields = {k: v for k, v in opts.items() if v is not None or k not in ("scales", "milestones")}
     try:
         cfg = TrainConfig(**fields)
-        run(cfg)
+        run_training(cfg)
     except (ValueError, FileNotFoundError) as e:
         raise click.ClickException(str(e)) from None
 
