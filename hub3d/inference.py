@@ -436,7 +436,7 @@ def _no_clip_hint(spec: ClipSpec) -> str:
 
 
 def _progress_bar(progress, n_videos):
-    if not progress:
+    if progress is None or progress is False:  # not `not progress`: an empty tqdm bar has no truth value
         return None
     if progress is not True:
         return progress  # a tqdm-like object supplied by the caller

@@ -282,7 +282,7 @@ def video_logits(model, dataset, indices=None, batch_size=16, device=None, amp="
     # threads: keep the process's (training set them); the engine's cpu default is for inference runs.
     outputs = iter_outputs(model, videos, "logits", tail="loop", batch_size=batch_size, device=device,
                            precision=amp, channels_last=channels_last, threads=torch.get_num_threads(),
-                           on_error="skip", progress=progress or False)
+                           on_error="skip", progress=False if progress is None else progress)
     for i, item in zip(indices, outputs):
         if isinstance(item, FailedVideo):
             log.warning("skipped unreadable video: %s", item.error)
