@@ -3,7 +3,7 @@
 Paths, for eval preprocessing to a short side of 112:
   decode      iter_frames: full-size RGB frames (FFmpeg YUV -> RGB)
   reference   decode, then transforms.resize_short_side (torch uint8 bilinear+antialias, = PIL within 1 level)
-  iter_frames(short_side=112): the reference path, as hub3d.video does it
+  (decoders only decode: hub3d.video has no resize; the clip pipeline resizes with hub3d.transforms)
   ffmpeg      swscale resizes while converting YUV -> RGB (one pass; VideoFrame.to_ndarray(width, height)),
               the alternative hub3d does not use: no faster here and several gray levels off
   clips       iter_clips with a 112 crop: decode + reference resize + crop + normalise, per frame
@@ -15,7 +15,7 @@ Measured (2 shared CPU cores, load average ~7, PyAV 18.1 / FFmpeg 8, torch 2.13,
                                       1280x720   340x256
   decode (full-size RGB)                  298       967
   decode + torch resize 112               228       838
-  iter_frames(short_side=112)             271       856
+  iter_frames(short_side=112)             271       856   (removed since: decoders only decode)
   ffmpeg scaler (BILINEAR) to 112         269       812   mean error vs PIL 3.0 / 9.0 levels (max 27 / 87)
   iter_clips (resize, crop, normalise)    132       376
 The torch resize is within 1 level of PIL (mean 0.002); FFmpeg's scaler is not faster, so hub3d uses torch.
@@ -77,7 +77,7 @@ def main(argv=None):
     import hub3d.video as hv
     from hub3d.clips import iter_clips
     from hub3d.pretrained import PretrainedCfg
-    from hub3d.transforms import resize_short_side
+    from hub3d.transforms import resize_short_side, short_side_size
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -97,9 +97,6 @@ def main(argv=None):
         def resampled():  # 25 -> 12.5 fps: half the frames are never converted to RGB
             return 2 * sum(1 for _ in hv.iter_frames(path, fps=12.5))
 
-        def short_side():
-            return sum(1 for _ in hv.iter_frames(path, short_side=s))
-
         def ffmpeg_frames(interp):
             import av
 
@@ -108,7 +105,7 @@ def main(argv=None):
                 stream.thread_type = "AUTO"
                 size = None
                 for frame in container.decode(stream):
-                    size = size or hv.short_side_size(frame.height, frame.width, s)
+                    size = size or short_side_size(frame.height, frame.width, s)
                     yield frame.to_ndarray(format="rgb24", width=size[1], height=size[0], interpolation=interp)
 
         def ffmpeg(interp):
@@ -120,7 +117,6 @@ def main(argv=None):
             return sum(c.frames[1] - c.frames[0] for c in iter_clips(path, cfg))
 
         rows = [("decode (full-size RGB)", decode), (f"reference: decode + torch resize {s}", reference),
-                (f"iter_frames(short_side={s})", short_side),
                 ("iter_frames(fps=12.5) (per source frame)", resampled)]
         rows += [(f"ffmpeg short_side {s} ({i})", ffmpeg(i)) for i in ("BILINEAR", "AREA", "FAST_BILINEAR")]
         rows += [(f"iter_clips (resize {s}, crop, normalise)", clips)]
@@ -128,7 +124,7 @@ def main(argv=None):
             print(f"  {name:45s} {rate(fn, n, args.repeat):8.1f} frames/s")
 
         full = hv.read_frames(path)
-        h, w = hv.short_side_size(full.shape[1], full.shape[2], s)
+        h, w = short_side_size(full.shape[1], full.shape[2], s)
         pil = np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BILINEAR)) for f in full])
         torch_ref = resize_short_side(full, s).numpy()
         d = np.abs(torch_ref.astype(int) - pil)

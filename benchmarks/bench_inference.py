@@ -34,7 +34,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hub3d  # noqa: E402
 from hub3d import io  # noqa: E402
-from hub3d.inference import ClipRunner, _clip_kwargs, _Producer, cpu_model_threads  # noqa: E402
+from hub3d.inference import ClipRunner, _Producer, cpu_model_threads  # noqa: E402
+from hub3d.specs import resolve_clip_spec  # noqa: E402
 
 
 def smooth_frames(num_frames: int, height: int, width: int, seed: int) -> np.ndarray:
@@ -139,7 +140,7 @@ def main(argv=None):
     rows, results = [], {"config": vars(args), "machine": machine_info()}
 
     def decode():  # exactly the engine's producer threads, drained without a model
-        producer = _Producer(videos, _clip_kwargs(model, None, None, None, "loop", None, None, None),
+        producer = _Producer(videos, resolve_clip_spec(model),
                              args.num_workers or 1, queue_size=2 * args.batch_size)
         n, alive = 0, len(producer.threads)
         while alive:

@@ -25,11 +25,11 @@ else:
     video = str(videos[4])  # the fifth class: fade_in
 print(f"video: {video}")
 
-result = hub3d.classify(model, video, topk=3)
+result = hub3d.classify(model, video, topk=3)[0]
 for label, index, prob in result.topk:
     print(f"  {label:<25} {prob:.3f}")
 for (start, end), (t0, t1), probs in zip(result.clip_frames, result.clip_seconds, result.clip_probs):
     print(f"  clip frames [{start}, {end}) {t0:.2f}-{t1:.2f} s: {result.labels[int(np.argmax(probs))]}")
 
-features = hub3d.extract_features(model, video, per_video_mean=True)
+features = hub3d.extract_features(model, video, per_video_mean=True)[0]
 print(f"features {features.features.shape}, video mean {features.mean_features.shape}")

@@ -34,6 +34,10 @@ _LAZY = {
     "extract_features": "inference",
     "iter_clips": "inference",
     "iter_classify": "inference",
+    "iter_extract_features": "inference",
+    "ClipSpec": "specs",
+    "RunSpec": "specs",
+    "resolve_clip_spec": "specs",
 }
 
 

@@ -1,15 +1,19 @@
 """Video -> preprocessed clips of clip_len frames, streaming (memory: about one window of frames).
 
-Windows (0-based, [start, end) into the decoded frame sequence, after fps resampling):
-start = 0, stride, 2 * stride, ... ; each window has clip_len frames.
+Windows (0-based, [start, end) into the decoded frame sequence, after fps resampling), with
+span = clip_len * frame_step source frames per full clip: start = 0, stride, 2 * stride, ... ; a window
+[s, e) feeds the frames s, s + frame_step, ... < e to the model.
 - tail="loop" (default, Hara's 2020 SlidingWindow + LoopPadding): the last partial window, and a video
-  shorter than clip_len, is kept and loop-padded to clip_len frames with indices [s, s+1, ..., e-1, s, s+1, ...].
-  Windows stop at the first one that reaches the last frame, so with stride < clip_len no clip is made of
+  shorter than a span, is kept and loop-padded to clip_len frames with indices [s, s+k, ..., s, s+k, ...].
+  Windows stop at the first one that reaches the last frame, so with stride < span no clip is made of
   frames all already in the previous one (the 2020 code adds such a padded window: a documented deviation).
-- tail="drop": partial windows are dropped; a video shorter than clip_len gives no clip (with a warning).
+- tail="drop": partial windows are dropped; a video shorter than a span gives no clip (with a warning).
 - tail="2017": exactly the 2017 tool's windows (video-classification-3d-cnn-pytorch, make_dataset:
   1-based starts range(1, n - clip_len + 1, clip_len)): like "drop", and also drops a full last window that
   ends on the last frame (so a 32-frame video gives 1 clip of 16, a 16-frame one none).
+Training samples one random window per video (``train_indices``), with the same loop padding.
+
+May import: numpy, torch, hub3d.specs, hub3d.transforms, hub3d.video, hub3d.pretrained.
 """
 from __future__ import annotations
 
@@ -21,47 +25,45 @@ from typing import Iterator, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .pretrained import PretrainedCfg
+from . import video
+from .specs import TAILS, ClipSpec, resolve_cfg, resolve_clip_spec  # noqa: F401  (re-exported names)
 from .transforms import Preprocess, normalize
 
-TAILS = ("loop", "drop", "2017")
+ClipInput = Union[torch.Tensor, list]  # (3, T, H, W), or [slow, fast] for two-pathway models
 
 
 @dataclass
 class Clip:
-    video: str  # the source path
-    clip: torch.Tensor  # float32 (3, T, H, W), preprocessed for the model
-    frames: tuple  # (start, end): real frames [start, end), 0-based in the decoded (resampled) sequence
-    seconds: tuple  # (start_s, end_s): time of the first frame, time of the last real frame + 1 / fps
+    video: str  # the source path (or the name of an in-memory video)
+    clip: ClipInput  # float32 (3, T, H, W) preprocessed for the model; [slow, fast] with pathway_alpha
+    frames: tuple  # (start, end): source frames [start, end) the clip spans, 0-based in the decoded sequence
+    seconds: tuple  # (start_s, end_s): time of the first frame, time of the last frame in range + 1 / fps
     index: int  # clip number within its video, from 0
+    padded: Optional[bool] = None  # repeats frames (loop padding); None: told from frames and clip length
 
-    @property
-    def padded(self) -> bool:
-        """True when the clip repeats frames (loop padding of a partial window)."""
-        return self.frames[1] - self.frames[0] < self.clip.shape[1]
-
-
-def _check(clip_len: int, stride: int, tail: str) -> None:
-    if int(clip_len) < 1:
-        raise ValueError(f"clip_len must be >= 1, got {clip_len}")
-    if int(stride) < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
-    if tail not in TAILS:
-        raise ValueError(f"tail must be one of {TAILS}, got {tail!r}")
+    def __post_init__(self):
+        if self.padded is None:
+            fast = self.clip[-1] if isinstance(self.clip, (list, tuple)) else self.clip
+            self.padded = self.frames[1] - self.frames[0] < fast.shape[1]
 
 
-def clip_windows(num_frames: int, clip_len: int = 16, stride: Optional[int] = None,
-                 tail: str = "loop") -> list[tuple[int, int]]:
-    """The [start, end) real-frame ranges of the clips of a num_frames-long video (see the module doc)."""
-    stride = stride or clip_len
-    _check(clip_len, stride, tail)
+def _spec(clip_len, stride, tail, frame_step) -> ClipSpec:
+    stride = stride or clip_len * frame_step
+    return ClipSpec(clip_len=clip_len, stride=stride, tail=tail, frame_step=frame_step)  # validates
+
+
+def clip_windows(num_frames: int, clip_len: int = 16, stride: Optional[int] = None, tail: str = "loop",
+                 frame_step: int = 1) -> list[tuple[int, int]]:
+    """The [start, end) source-frame ranges of the clips of a num_frames-long video (see the module doc)."""
+    spec = _spec(clip_len, stride, tail, frame_step)
+    span, stride = spec.span, spec.stride
     if tail == "2017":
-        return [(s, s + clip_len) for s in range(0, num_frames - clip_len, stride)]
+        return [(s, s + span) for s in range(0, num_frames - span, stride)]
     out = []
     s = 0
     while s < num_frames:
-        e = min(s + clip_len, num_frames)
-        if e - s < clip_len and tail == "drop":
+        e = min(s + span, num_frames)
+        if e - s < span and tail == "drop":
             break
         out.append((s, e))
         if e == num_frames:
@@ -70,27 +72,38 @@ def clip_windows(num_frames: int, clip_len: int = 16, stride: Optional[int] = No
     return out
 
 
-def count_clips(num_frames: int, clip_len: int = 16, stride: Optional[int] = None, tail: str = "loop") -> int:
+def count_clips(num_frames: int, clip_len: int = 16, stride: Optional[int] = None, tail: str = "loop",
+                frame_step: int = 1) -> int:
     """How many clips clip_windows / iter_clips give for a video of num_frames frames."""
-    return len(clip_windows(num_frames, clip_len, stride, tail))
+    return len(clip_windows(num_frames, clip_len, stride, tail, frame_step))
 
 
-def loop_indices(start: int, end: int, clip_len: int) -> list[int]:
-    """Frame indices of a window [start, end) loop-padded to clip_len: [s, ..., e-1, s, s+1, ...]."""
+def loop_indices(start: int, end: int, clip_len: int, frame_step: int = 1) -> list[int]:
+    """Frame indices of a window [start, end) at frame_step, loop-padded to clip_len: [s, s+k, ..., s, ...]."""
     if end <= start:
         raise ValueError(f"empty window [{start}, {end})")
-    n = end - start
-    return [start + i % n for i in range(clip_len)]
+    real = range(start, end, frame_step)
+    return [real[i % len(real)] for i in range(clip_len)]
 
 
-def resolve_cfg(cfg_or_model) -> PretrainedCfg:
-    """A PretrainedCfg, or the .pretrained_cfg of a model."""
-    if isinstance(cfg_or_model, PretrainedCfg):
-        return cfg_or_model
-    cfg = getattr(cfg_or_model, "pretrained_cfg", None)
-    if isinstance(cfg, PretrainedCfg):
-        return cfg
-    raise TypeError(f"expected a PretrainedCfg or a model with .pretrained_cfg, got {type(cfg_or_model).__name__}")
+def train_indices(num_frames: int, clip_len: int, rng: np.random.Generator, frame_step: int = 1) -> list[int]:
+    """Training's temporal sample: clip_len indices frame_step apart from a uniformly random start; a video
+    shorter than the span loops ([0, k, ..., 0, k, ...]). The evaluation windows' loop padding, one window."""
+    if num_frames < 1:
+        raise ValueError("a video needs at least one frame")
+    span = clip_len * frame_step
+    start = int(rng.integers(0, max(num_frames - span, 0) + 1))
+    return loop_indices(start, min(start + span, num_frames), clip_len, frame_step)
+
+
+def pack_pathways(clip: torch.Tensor, alpha: Optional[int]) -> ClipInput:
+    """(3, T, H, W) -> [slow, fast] (SlowFast; PyTorchVideo's PackPathway): slow = T // alpha frames at
+    linspace(0, T - 1, T // alpha), fast = the clip. alpha None: the clip itself."""
+    if not alpha:
+        return clip
+    t = clip.shape[1]
+    slow = clip.index_select(1, torch.linspace(0, t - 1, t // alpha).long())
+    return [slow, clip]
 
 
 def iter_clips(
@@ -99,79 +112,94 @@ def iter_clips(
     *,
     clip_len: Optional[int] = None,
     stride: Optional[int] = None,
-    tail: str = "loop",
+    tail: Optional[str] = None,
     fps: Optional[float] = None,
     start: Optional[float] = None,
     end: Optional[float] = None,
     source_fps: Optional[float] = None,
-    **overrides,
+    frame_step: Optional[int] = None,
+    **preprocessing,
 ) -> Iterator[Clip]:
     """Yield the preprocessed clips of a video (or of each video of a list, in order).
 
-    cfg_or_model: the PretrainedCfg (or a model carrying one) whose preprocessing and clip_len apply;
-    overrides replace its fields (e.g. crop_size=64, resize=64). clip_len: default cfg.clip_len; stride:
-    default cfg.clip_stride (unless clip_len differs from the cfg's), else clip_len. A path is a video file
-    or a frame folder. fps / start / end / source_fps: as hub3d.video.iter_frames.
+    cfg_or_model: a ClipSpec, a PretrainedCfg or a model carrying one; the keywords override it (see
+    hub3d.specs.resolve_clip_spec, which sets the stride default; preprocessing keywords are ClipSpec fields
+    such as crop_size=64, resize=64, channel_order="BGR"). A path is a video file or a frame folder.
+    fps / start / end / source_fps: as hub3d.video.iter_frames.
     Each frame is decoded and preprocessed once, even when windows overlap. Raises VideoError (naming the
     file) for unreadable videos and when start/end select no frame; warns when tail drops every window.
     """
-    cfg = resolve_cfg(cfg_or_model)
-    if overrides:
-        cfg = cfg.replace(**overrides)
-    clip_len = int(clip_len or cfg.clip_len)
-    stride = int(stride or (cfg.clip_stride if clip_len == cfg.clip_len and cfg.clip_stride else clip_len))
-    _check(clip_len, stride, tail)
+    spec = resolve_clip_spec(cfg_or_model, clip_len=clip_len, stride=stride, tail=tail, fps=fps, start=start,
+                             end=end, source_fps=source_fps, frame_step=frame_step, **preprocessing)
     videos = [video] if isinstance(video, (str, os.PathLike)) else list(video)
-    preprocess = Preprocess(cfg)
     for path in videos:
-        yield from _video_clips(os.fspath(path), preprocess, clip_len, stride, tail, fps, start, end, source_fps)
+        yield from spec_clips(os.fspath(path), spec)
 
 
-def _video_clips(path, preprocess, clip_len, stride, tail, fps, start, end, source_fps):
-    from . import video
+def spec_clips(path: str, spec: ClipSpec) -> Iterator[Clip]:
+    """The clips of one video file or frame folder under a resolved ClipSpec."""
+    timed = video.timed_frames(path, fps=spec.fps, start=spec.start, end=spec.end, source_fps=spec.source_fps)
+    yield from _clips(path, timed, spec, Preprocess(spec))
 
+
+def array_clips(frames, spec: ClipSpec, name: str = "<frames>", fps: float = 25.0) -> Iterator[Clip]:
+    """The clips of an in-memory video: uint8 (T, H, W, 3) frames (numpy or torch), at ``fps`` for seconds."""
+    from .transforms import as_frames
+
+    frames = as_frames(frames)
+    timed = ((i / fps, frames[i].numpy(), 1 / fps) for i in range(len(frames)))
+    yield from _clips(name, timed, spec, Preprocess(spec))
+
+
+def _clips(path, timed, spec: ClipSpec, preprocess: Preprocess) -> Iterator[Clip]:
+    clip_len, step, stride, span, tail = spec.clip_len, spec.frame_step, spec.stride, spec.span, spec.tail
     lookahead = 1 if tail == "2017" else 0  # 2017 keeps a full window only if a frame follows it
     # Frames of the current window(s) only: resized + cropped uint8 frames wait in `pending`, then are
-    # normalised together into `store` (frames base, base + 1, ...) when a clip needs them. Batching the
+    # normalised together into `store` (frame index -> (3, H, W) view) when a clip needs them. Batching the
     # float work, and stacking with numpy, matters: small torch ops wait on torch's thread pool, which is
     # very slow on a busy CPU (a 16-frame torch.stack of crops took 90 ms with 2 threads, 1 ms with numpy).
     times = {}
-    pending = []
-    store = None
-    base = 0
+    pending: dict[int, np.ndarray] = {}
+    store: dict[int, np.ndarray] = {}
     k = 0  # next window to emit
 
+    def sampled(i):  # does any window take frame i (windows k0..k1 contain it)?
+        return any((i - w * stride) % step == 0 for w in range(max(k, (i - span) // stride), i // stride + 1)
+                   if w * stride <= i < w * stride + span)
+
     def emit(k, s, e):
-        nonlocal store, pending
         if pending:
-            x = normalize(np.stack(pending), preprocess.cfg)
-            store = x if store is None else torch.cat([store, x], dim=1)
-            pending = []
-        idx = torch.tensor(loop_indices(s, e, clip_len)) - base
-        # seconds: first frame's time, last real frame's time + its nominal duration (1 / fps)
-        return Clip(path, store.index_select(1, idx), (s, e), (times[s][0], sum(times[e - 1])), k)
+            x = normalize(np.stack(list(pending.values())), spec).numpy()
+            store.update(zip(pending, (x[:, j] for j in range(x.shape[1]))))
+            pending.clear()
+        clip = torch.from_numpy(np.stack([store[i] for i in loop_indices(s, e, clip_len, step)], axis=1))
+        clip = preprocess.subtract_mean_array(clip)
+        # seconds: first frame's time, last frame in range's time + its nominal duration (1 / fps)
+        return Clip(path, pack_pathways(clip, spec.pathway_alpha), (s, e), (times[s][0], sum(times[e - 1])), k,
+                    padded=e - s < span)
+
+    def forget(before):
+        for d in (times, store, pending):
+            for j in [j for j in d if j < before]:
+                del d[j]
 
     n = 0
-    timed = video.timed_frames(path, fps=fps, start=start, end=end, source_fps=source_fps)
     for i, (t, image, duration) in enumerate(timed):
         n = i + 1
-        if i >= k * stride:  # frames in the gaps between windows (stride > clip_len) are never kept
+        if i >= k * stride:  # frames in the gaps between windows (stride > span) are never kept
             times[i] = (t, duration)
-            pending.append(preprocess.spatial(image)[0].numpy())
+            if sampled(i):
+                pending[i] = preprocess.spatial(image)[0].numpy()
         s = k * stride
-        if s + clip_len + lookahead == n:  # window k is complete, and certainly one of the final windows
-            yield emit(k, s, s + clip_len)
+        if s + span + lookahead == n:  # window k is complete, and certainly one of the final windows
+            yield emit(k, s, s + span)
             k += 1
-            keep_from = k * stride  # forget frames before the next window
-            if store is not None:
-                store = store[:, keep_from - base:] if keep_from - base < store.shape[1] else None
-            base = keep_from
-            times = {j: t for j, t in times.items() if j >= keep_from}
+            forget(k * stride)  # frames before the next window
     if n == 0:
-        raise video.VideoError(path, f"no frame in the requested range (start={start}, end={end})")
-    windows = clip_windows(n, clip_len, stride, tail)
+        raise video.VideoError(path, f"no frame in the requested range (start={spec.start}, end={spec.end})")
+    windows = clip_windows(n, clip_len, stride, tail, step)
     if not windows:
-        warnings.warn(f"{path}: {n} frames, fewer than a clip of {clip_len} with tail={tail!r}: no clip "
-                      "(tail='loop' would loop-pad it)", stacklevel=3)
+        warnings.warn(f"{path}: {n} frames, fewer than a clip of {clip_len} frames {step} apart with "
+                      f"tail={tail!r}: no clip (tail='loop' would loop-pad it)", stacklevel=3)
     for k in range(k, len(windows)):
         yield emit(k, *windows[k])

@@ -1,4 +1,4 @@
-"""Streaming inference: videos in, per-video class probabilities or clip features out.
+"""Streaming inference: videos (files, folders, in-memory frames) in, per-video class probabilities or clip features out.
 
 Decoding overlaps the model: ``num_workers`` producer threads decode and preprocess clips (``iter_clips``;
 FFmpeg and torch release the GIL while they work) into a bounded queue, while the calling thread batches
@@ -7,7 +7,11 @@ order. Memory is bounded by one batch plus the queue, whatever the video lengths
 
 Per clip the model gives logits -> softmax (classification) or the globally pooled vector before the
 classifier (features); per video, the mean of the clip probabilities (or features). Clip boundaries,
-padding and timestamps are those of :func:`hub3d.clips.iter_clips`.
+padding and timestamps are those of :func:`hub3d.clips.iter_clips`, under one ClipSpec; batch size, device,
+precision and threads come from one RunSpec (hub3d.specs). Batches run through a runner: any callable
+``runner(batch) -> np.ndarray`` with ``.device``; :class:`ClipRunner` is the torch one.
+
+May import: numpy, torch, hub3d.clips, hub3d.specs, hub3d.video (errors), hub3d.io, tqdm (lazily).
 """
 from __future__ import annotations
 
@@ -18,16 +22,22 @@ import queue
 import threading
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from .clips import TAILS, Clip, iter_clips  # noqa: F401  (iter_clips is re-exported as hub3d.iter_clips)
+from . import io
+from .clips import Clip, array_clips, iter_clips  # noqa: F401  (iter_clips is re-exported as hub3d.iter_clips)
+from .specs import ClipSpec, RunSpec, resolve_clip_spec, resolve_device, resolve_precision, resolve_run_spec
+from .errors import VideoError
 
 PathLike = Union[str, os.PathLike]
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# One video for the engine: a file or frame folder, uint8 frames (T, H, W, 3) in memory, or a zero-argument
+# callable returning such frames (loaded in a decoder thread: a dataset's videos, one at a time).
+VideoInput = Union[PathLike, np.ndarray, torch.Tensor, Callable[[], Any]]
 ON_ERROR = ("raise", "skip")
+Runner = Callable[[Any], np.ndarray]  # batch (a tensor, or a list of tensors per pathway) -> numpy; has .device
 
 
 # --------------------------------------------------------------------------------------------- results
@@ -109,8 +119,6 @@ class FeatureResult:
 
     def save(self, path: PathLike, mean: bool = False):
         """Atomically write ``.npy`` (features, or the (D,) mean if ``mean``) or ``.npz`` (every array)."""
-        from . import io
-
         path = os.fspath(path)
         if path.lower().endswith(".npz"):
             arrays = {"features": self.features, "clip_frames": self.clip_frames, "clip_seconds": self.clip_seconds}
@@ -132,18 +140,11 @@ class FailedVideo:
 
 
 # ---------------------------------------------------------------------------------------------- engine
-def resolve_device(model: torch.nn.Module, device=None) -> torch.device:
-    """The requested device, else the one the model's parameters are on."""
-    if device is not None:
-        return torch.device(device)
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
 class ClipRunner:
     """Runs batches of clips through a model: eval mode, inference_mode, reduced precision, channels_last_3d.
 
     Reduced precision is torch.autocast on accelerators; bf16 on cpu runs a bf16 copy of the model instead.
+    A batch is a (B, 3, T, H, W) tensor, or a list of them (one per pathway: SlowFast's [slow, fast]).
 
     ``head="probs"`` returns softmax probabilities (computed in fp32), ``"logits"`` the raw scores,
     ``"features"`` the pooled pre-logits vector. Outputs are float32 numpy arrays.
@@ -152,18 +153,15 @@ class ClipRunner:
     def __init__(self, model, head="probs", device=None, precision="fp32", channels_last=None):
         if head not in ("probs", "logits", "features"):
             raise ValueError(f"head must be 'probs', 'logits' or 'features', not {head!r}")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {list(PRECISIONS)}, not {precision!r}")
-        self.device = resolve_device(model, device)
-        if precision == "fp16" and self.device.type == "cpu":
-            raise ValueError("precision 'fp16' needs a cuda or mps device; on cpu use 'bf16'")
+        self.device = resolve_device(device, model)
+        precision = resolve_precision(precision, self.device)
         # channels_last_3d (NDHWC) by default: oneDNN's and cuDNN's fast 3D convolutions want it. Measured on the
         # dev CPU (AVX512-BF16, resnet3d_18, 8x16x112x112, min of 3): fp32 2.43 -> 1.87 s, bf16 2.12 -> 1.60 s.
         self.channels_last = True if channels_last is None else channels_last
         self.model = model
         self.head = head
         self.precision = precision
-        self.dtype = PRECISIONS[precision]
+        self.dtype = RunSpec(precision=precision).dtype
         model.eval()
         model.to(self.device)
         if self.channels_last:
@@ -174,18 +172,26 @@ class ClipRunner:
             # ~20% faster on the dev CPU (resnet3d_18, batch 8). The caller's model stays fp32.
             self.net = copy.deepcopy(model).to(torch.bfloat16)
 
+    @classmethod
+    def for_run(cls, model, head: str, run: RunSpec) -> "ClipRunner":
+        return cls(model, head, run.device, run.precision, run.channels_last)
+
     def _autocast(self):
         if self.dtype is None or self.net is not self.model:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
-    @torch.inference_mode()
-    def __call__(self, x: torch.Tensor) -> np.ndarray:
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
         if self.net is not self.model:
             x = x.to(self.dtype)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
+        return x
+
+    @torch.inference_mode()
+    def __call__(self, x) -> np.ndarray:
+        x = [self._input(p) for p in x] if isinstance(x, (list, tuple)) else self._input(x)
         with self._autocast():
             feats = self.net.forward_features(x)
             out = self.net.forward_head(feats, pre_logits=self.head == "features")
@@ -195,14 +201,40 @@ class ClipRunner:
         return out.cpu().numpy()
 
 
-def _as_video_error(path, exc: BaseException) -> Exception:
-    from .video import VideoError
+def collate(clips: Sequence[Clip], pin: bool = False):
+    """The batch of some clips: one stacked tensor, or one per pathway (clips holding [slow, fast])."""
+    first = clips[0].clip
+    if isinstance(first, (list, tuple)):
+        return [collate_tensors([c.clip[p] for c in clips], pin) for p in range(len(first))]
+    return collate_tensors([c.clip for c in clips], pin)
 
+
+def collate_tensors(tensors, pin: bool) -> torch.Tensor:
+    x = torch.stack(tensors)
+    return x.pin_memory() if pin else x
+
+
+def _as_video_error(path, exc: BaseException) -> Exception:
     if isinstance(exc, VideoError) or str(path) in str(exc):
         return exc
     err = VideoError(path, f"{type(exc).__name__}: {exc}")
     err.__cause__ = exc
     return err
+
+
+def video_name(item, i: int) -> str:
+    """What results call a video: its path, or '<frames i>' for in-memory frames (a callable's .name if any)."""
+    if isinstance(item, (str, os.PathLike)):
+        return os.fspath(item)
+    return str(getattr(item, "name", None) or f"<frames {i}>")
+
+
+def video_clips(item, spec: ClipSpec, name: str) -> Iterator[Clip]:
+    """The clips of one engine input (see VideoInput)."""
+    if isinstance(item, (str, os.PathLike)):
+        return iter_clips(item, spec)
+    frames = item() if callable(item) else item
+    return array_clips(frames, spec, name)
 
 
 _END, _CLIP, _ERROR = "end", "clip", "error"
@@ -211,9 +243,10 @@ _END, _CLIP, _ERROR = "end", "clip", "error"
 class _Producer:
     """Worker threads that turn videos into clips, in a bounded queue of (kind, video index, payload)."""
 
-    def __init__(self, videos, clip_kwargs, num_workers, queue_size):
+    def __init__(self, videos, spec: ClipSpec, num_workers, queue_size, names=None):
         self.videos = videos
-        self.clip_kwargs = clip_kwargs
+        self.names = names or [video_name(v, i) for i, v in enumerate(videos)]
+        self.spec = spec
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.stop = threading.Event()
         self._next = iter(range(len(videos)))
@@ -245,15 +278,15 @@ class _Producer:
                     idx = next(self._next, None)
                 if idx is None:
                     return
-                path = self.videos[idx]
+                name = self.names[idx]
                 n = 0
                 try:
-                    for clip in iter_clips(path, **self.clip_kwargs):
+                    for clip in video_clips(self.videos[idx], self.spec, name):
                         if not self._put((_CLIP, idx, clip)):
                             return
                         n += 1
                 except Exception as e:  # noqa: BLE001  (any failure belongs to this video; reported by path)
-                    self._put((_ERROR, idx, _as_video_error(path, e)))
+                    self._put((_ERROR, idx, _as_video_error(name, e)))
                     continue
                 self._put((_END, idx, n))
         finally:
@@ -278,53 +311,42 @@ class _Job:
         return self.expected is not None and len(self.rows) == self.expected
 
 
-def _normalise_videos(video) -> tuple[list[str], bool]:
-    if isinstance(video, (str, os.PathLike)):
-        return [os.fspath(video)], True
-    videos = [os.fspath(v) for v in video]
-    return videos, False
+def _normalise_videos(videos) -> list:
+    """One engine input or a sequence of them -> a list (a single path or frame array is one video)."""
+    if isinstance(videos, (str, os.PathLike, np.ndarray, torch.Tensor)) or callable(videos):
+        return [videos]
+    return [os.fspath(v) if isinstance(v, os.PathLike) else v for v in videos]
 
 
-def _check_args(tail, on_error, batch_size):
-    if tail not in TAILS:
-        raise ValueError(f"tail must be one of {TAILS}, not {tail!r}")
+def run_clips(
+    runner: Runner,
+    videos: Sequence[VideoInput],
+    spec: ClipSpec,
+    run: RunSpec,
+    *,
+    on_error: str = "raise",
+    progress: Union[bool, Any] = False,
+) -> Iterator[tuple[str, Union[tuple, FailedVideo]]]:
+    """The one engine: yield (video name, (clip outputs, frames, seconds)) or (video name, FailedVideo), in
+    input order. Clips of several videos share batches; ``runner`` maps a batch to one numpy row per clip."""
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, not {batch_size}")
-
-
-def _default_workers(device: torch.device) -> int:
-    # On cpu the model needs the cores and one decoder keeps up; accelerators need clips faster.
-    return 1 if device.type == "cpu" else min(4, os.cpu_count() or 1)
-
-
-def _stream(
-    runner: ClipRunner,
-    videos: list[str],
-    clip_kwargs: dict,
-    batch_size: int,
-    num_workers: Optional[int],
-    on_error: str,
-    progress: Union[bool, Any],
-    threads: Optional[int] = None,
-) -> Iterator[tuple[str, Union[tuple, FailedVideo]]]:
-    """Yield (video, (rows, frames, seconds)) or (video, FailedVideo) in input order."""
+    videos = list(videos)
     if not videos:
         return
-    workers = _default_workers(runner.device) if num_workers is None else num_workers
-    workers = max(1, min(workers, len(videos)))
-    producer = _Producer(videos, clip_kwargs, workers, queue_size=2 * batch_size)
+    names = [video_name(v, i) for i, v in enumerate(videos)]
+    batch_size = run.batch_size
+    workers = max(1, min(run.num_workers, len(videos)))
+    producer = _Producer(videos, spec, workers, queue_size=2 * batch_size, names=names)
     jobs = {i: _Job() for i in range(len(videos))}
     done: dict[int, Any] = {}
     next_out = 0
     batch: list[tuple[int, Clip]] = []
     bar = _progress_bar(progress, len(videos))
-    pin = runner.device.type == "cuda"
+    pin = torch.device(runner.device).type == "cuda"
 
     def run_batch():
-        x = torch.stack([c.clip for _, c in batch])
-        out = runner(x.pin_memory() if pin else x)
+        out = runner(collate([c for _, c in batch], pin))
         for (idx, clip), row in zip(batch, out):
             job = jobs.get(idx)  # None: the video failed after some of its clips were queued
             if job is not None and job.failed is None:
@@ -340,7 +362,7 @@ def _stream(
         job = jobs.get(idx)
         if job is not None and job.failed is None and job.complete:
             if job.expected == 0:
-                job.failed = _as_video_error(videos[idx], ValueError("no clips" + _no_clip_hint(clip_kwargs)))
+                job.failed = _as_video_error(names[idx], ValueError("no clips" + _no_clip_hint(spec)))
                 finish_failed(idx)
                 return
             order = sorted(job.rows)
@@ -355,13 +377,13 @@ def _stream(
         exc = jobs.pop(idx).failed
         if on_error == "raise":
             raise exc
-        done[idx] = FailedVideo(videos[idx], str(exc), exc)
+        done[idx] = FailedVideo(names[idx], str(exc), exc)
 
     torch_threads = torch.get_num_threads()
-    if runner.device.type == "cpu":
-        torch.set_num_threads(threads or cpu_model_threads(torch_threads, workers))
-    elif threads:
-        torch.set_num_threads(threads)
+    if torch.device(runner.device).type == "cpu":
+        torch.set_num_threads(run.threads or cpu_model_threads(torch_threads, workers))
+    elif run.threads:
+        torch.set_num_threads(run.threads)
     try:
         alive = len(producer.threads)
         while alive or batch:
@@ -386,7 +408,7 @@ def _stream(
                 result = done.pop(next_out)
                 if bar is not None:
                     bar.set_postfix(videos=f"{next_out + 1}/{len(videos)}", refresh=False)
-                yield videos[next_out], result
+                yield names[next_out], result
                 next_out += 1
     finally:
         producer.close()
@@ -406,14 +428,15 @@ def cpu_model_threads(cores: int, decoders: int) -> int:
     return cores - decoders if cores - decoders >= 2 else cores
 
 
-def _no_clip_hint(clip_kwargs) -> str:
-    if clip_kwargs.get("tail") != "loop":
-        return f" (the video is too short for one full clip and tail={clip_kwargs.get('tail')!r} drops partial clips; use tail='loop')"
+def _no_clip_hint(spec: ClipSpec) -> str:
+    if spec.tail != "loop":
+        return (f" (the video is too short for one full clip and tail={spec.tail!r} drops partial clips; "
+                "use tail='loop')")
     return " (no frames in the requested range)"
 
 
 def _progress_bar(progress, n_videos):
-    if not progress:
+    if progress is None or progress is False:  # not `not progress`: an empty tqdm bar has no truth value
         return None
     if progress is not True:
         return progress  # a tqdm-like object supplied by the caller
@@ -422,55 +445,82 @@ def _progress_bar(progress, n_videos):
     return tqdm(unit="clip", desc=f"{n_videos} video{'s' if n_videos != 1 else ''}", dynamic_ncols=True)
 
 
-def _clip_kwargs(model, cfg, clip_len, stride, tail, fps, start, end) -> dict:
-    return dict(cfg_or_model=cfg if cfg is not None else model, clip_len=clip_len, stride=stride, tail=tail,
-                fps=fps, start=start, end=end)
-
-
 # ---------------------------------------------------------------------------------------------- public
-def _iter_outputs(
+def iter_outputs(
     model: torch.nn.Module,
-    videos: Iterable[PathLike],
-    head: str,
+    videos,
+    head: str = "probs",
     *,
+    spec=None,
     clip_len: Optional[int] = None,
+    frame_step: Optional[int] = None,
     stride: Optional[int] = None,
-    tail: str = "loop",
+    tail: Optional[str] = None,
+    fps: Optional[float] = None,
+    start: Optional[float] = None,
+    end: Optional[float] = None,
     batch_size: int = 8,
     device=None,
     precision: str = "fp32",
     num_workers: Optional[int] = None,
-    fps: Optional[float] = None,
-    start: Optional[float] = None,
-    end: Optional[float] = None,
-    cfg=None,
-    channels_last: Optional[bool] = None,
     threads: Optional[int] = None,
+    channels_last: Optional[bool] = None,
+    runner: Optional[Runner] = None,
     on_error: str = "raise",
     progress: Union[bool, Any] = False,
-):
-    """The engine behind every public call: yields (video, (clip outputs, frames, seconds)) or FailedVideo."""
-    videos, _ = _normalise_videos(videos)
-    _check_args(tail, on_error, batch_size)
+) -> Iterator[Union[tuple[str, tuple], FailedVideo]]:
+    """The engine behind every public call: yields (video, (clip outputs, frames, seconds)) or FailedVideo.
+
+    spec: a ClipSpec or PretrainedCfg replacing ``model.pretrained_cfg`` (the other clip keywords override
+    it). runner: run batches with this instead of a ClipRunner of ``model`` (its .device rules).
+    """
+    videos = _normalise_videos(videos)
+    clip_spec = resolve_clip_spec(spec if spec is not None else model, clip_len=clip_len, frame_step=frame_step,
+                                  stride=stride, tail=tail, fps=fps, start=start, end=end)
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
+    run = resolve_run_spec(model if runner is None else None,
+                           device=device if runner is None else (device or runner.device), precision=precision,
+                           batch_size=batch_size, num_workers=num_workers, threads=threads,
+                           channels_last=channels_last)
     was_training = model.training
-    runner = ClipRunner(model, head, device, precision, channels_last)
-    kwargs = _clip_kwargs(model, cfg, clip_len, stride, tail, fps, start, end)
+    runner = runner if runner is not None else ClipRunner.for_run(model, head, run)
     try:
-        for video, out in _stream(runner, videos, kwargs, batch_size, num_workers, on_error, progress, threads):
+        for video, out in run_clips(runner, videos, clip_spec, run, on_error=on_error, progress=progress):
             yield out if isinstance(out, FailedVideo) else (video, out)
     finally:
         model.train(was_training)
 
 
-def iter_classify(
-    model: torch.nn.Module, videos: Iterable[PathLike], *, topk: int = 5, **options
-) -> Iterator[Union[VideoResult, FailedVideo]]:
-    """Like :func:`classify` (same options), but yields each video's result, in input order, once it is ready.
+_ENGINE_DOC = """
+    Clip options (default: the weights' ``model.pretrained_cfg``, or ``spec``): ``clip_len``, ``frame_step``
+    (frames apart inside a clip), ``stride`` (source frames between clip starts), ``tail`` ("loop" loop-pads
+    the last partial clip, "drop" drops it, "2017" gives exactly the 2017 tool's windows; see hub3d.clips),
+    ``fps`` (resample; "model": to the weights' rate), ``start`` / ``end`` (seconds).
+    Run options (hub3d.specs.resolve_run_spec): ``batch_size``, ``device`` (default: the model's; "auto": the
+    best available), ``precision`` ("fp32", "bf16", "fp16" on cuda/mps), ``num_workers`` (decoder threads),
+    ``threads`` (the model's torch threads during the run; on cpu default: all cores but one per decoder),
+    ``channels_last``, ``runner`` (a callable batch -> numpy with .device, instead of the model's ClipRunner).
+    ``on_error``: "raise", or "skip" (a failed video is left out, with a warning; iter_* yield a FailedVideo).
+    ``progress``: True for a tqdm bar, or a tqdm-like object.
+"""
 
-    With ``on_error="skip"`` a video that fails yields a :class:`FailedVideo` (path + reason) instead.
-    """
+
+def iter_classify(model: torch.nn.Module, videos, *, topk: int = 5, spec=None, clip_len: Optional[int] = None,
+                  frame_step: Optional[int] = None, stride: Optional[int] = None, tail: Optional[str] = None,
+                  fps: Optional[float] = None, start: Optional[float] = None, end: Optional[float] = None,
+                  batch_size: int = 8, device=None, precision: str = "fp32", num_workers: Optional[int] = None,
+                  threads: Optional[int] = None, channels_last: Optional[bool] = None,
+                  runner: Optional[Runner] = None, on_error: str = "raise",
+                  progress: Union[bool, Any] = False) -> Iterator[Union[VideoResult, FailedVideo]]:
+    """Like :func:`classify`, but yields each video's result (a VideoResult, or a FailedVideo with
+    on_error="skip"), in input order, once it is ready."""
     labels = list(getattr(model, "labels", None) or [f"class_{i}" for i in range(model.num_classes)])
-    for item in _iter_outputs(model, videos, "probs", **options):
+    items = iter_outputs(model, videos, "probs", spec=spec, clip_len=clip_len, frame_step=frame_step, stride=stride,
+                         tail=tail, fps=fps, start=start, end=end, batch_size=batch_size, device=device,
+                         precision=precision, num_workers=num_workers, threads=threads, channels_last=channels_last,
+                         runner=runner, on_error=on_error, progress=progress)
+    for item in items:
         if isinstance(item, FailedVideo):
             yield item
             continue
@@ -481,11 +531,20 @@ def iter_classify(
         yield VideoResult(video, probs, _topk(probs, labels, topk), clip_probs, frames, seconds, labels)
 
 
-def iter_extract_features(
-    model: torch.nn.Module, videos: Iterable[PathLike], *, per_video_mean: bool = False, **options
-) -> Iterator[Union[FeatureResult, FailedVideo]]:
-    """Like :func:`extract_features` (same options), but yields each video's result once it is ready."""
-    for item in _iter_outputs(model, videos, "features", **options):
+def iter_extract_features(model: torch.nn.Module, videos, *, per_video_mean: bool = False, spec=None,
+                          clip_len: Optional[int] = None, frame_step: Optional[int] = None,
+                          stride: Optional[int] = None, tail: Optional[str] = None, fps: Optional[float] = None,
+                          start: Optional[float] = None, end: Optional[float] = None, batch_size: int = 8,
+                          device=None, precision: str = "fp32", num_workers: Optional[int] = None,
+                          threads: Optional[int] = None, channels_last: Optional[bool] = None,
+                          runner: Optional[Runner] = None, on_error: str = "raise",
+                          progress: Union[bool, Any] = False) -> Iterator[Union[FeatureResult, FailedVideo]]:
+    """Like :func:`extract_features`, but yields each video's result once it is ready."""
+    items = iter_outputs(model, videos, "features", spec=spec, clip_len=clip_len, frame_step=frame_step,
+                         stride=stride, tail=tail, fps=fps, start=start, end=end, batch_size=batch_size,
+                         device=device, precision=precision, num_workers=num_workers, threads=threads,
+                         channels_last=channels_last, runner=runner, on_error=on_error, progress=progress)
+    for item in items:
         if isinstance(item, FailedVideo):
             yield item
             continue
@@ -493,44 +552,55 @@ def iter_extract_features(
         yield FeatureResult(video, feats, frames, seconds, feats.mean(axis=0) if per_video_mean else None)
 
 
-def _collect(results, single: bool, on_error: str):
+def _collect(results) -> list:
     out = []
     for r in results:
         if isinstance(r, FailedVideo):
             warnings.warn(f"skipped {r.error}", stacklevel=3)
-            if not single:
-                continue
-            return None
+            continue
         out.append(r)
-    return out[0] if single else out
+    return out
 
 
-def classify(model: torch.nn.Module, video: Union[PathLike, Sequence[PathLike]], **kwargs):
-    """Classify a video (or a list of videos): top-k labels from the mean of the clip softmaxes.
+def classify(model: torch.nn.Module, videos, *, topk: int = 5, spec=None, clip_len: Optional[int] = None,
+             frame_step: Optional[int] = None, stride: Optional[int] = None, tail: Optional[str] = None,
+             fps: Optional[float] = None, start: Optional[float] = None, end: Optional[float] = None,
+             batch_size: int = 8, device=None, precision: str = "fp32", num_workers: Optional[int] = None,
+             threads: Optional[int] = None, channels_last: Optional[bool] = None, runner: Optional[Runner] = None,
+             on_error: str = "raise", progress: Union[bool, Any] = False) -> list[VideoResult]:
+    """Classify videos: per video, top-k labels from the mean of the clip softmaxes.
 
-    Clips follow ``model.pretrained_cfg`` (clip_len, stride, preprocessing) unless ``clip_len``, ``stride`` or
-    ``cfg`` override it; ``tail="loop"`` loop-pads the last partial clip, ``"drop"`` drops it, ``"2017"`` gives exactly the 2017
-    tool's windows (see hub3d.clips).
-    Other options: ``topk``, ``batch_size``, ``device`` (default: the model's), ``precision`` ("fp32",
-    "bf16", "fp16" on cuda/mps), ``num_workers`` (decoder threads), ``threads`` (the model's torch threads
-    during the run; on cpu default: all cores but one per decoder), ``fps`` (resample), ``start``/``end``
-    (seconds), ``on_error`` ("raise", or "skip": failed videos are left out of a list with a warning, a single
-    failed video gives None), ``progress``.
-
-    Returns a :class:`VideoResult` for a path, a list of them (input order) for a list of paths.
+    videos: one video or a list; a video is a file, a frame folder, uint8 frames (T, H, W, 3) or a callable
+    returning them. Always returns a list of :class:`VideoResult` in input order (``classify(m, "a.mp4")[0]``
+    for one video), so the type does not depend on the input's shape.
     """
-    videos, single = _normalise_videos(video)
-    return _collect(iter_classify(model, videos, **kwargs), single, kwargs.get("on_error", "raise"))
+    return _collect(iter_classify(model, videos, topk=topk, spec=spec, clip_len=clip_len, frame_step=frame_step,
+                                  stride=stride, tail=tail, fps=fps, start=start, end=end, batch_size=batch_size,
+                                  device=device, precision=precision, num_workers=num_workers, threads=threads,
+                                  channels_last=channels_last, runner=runner, on_error=on_error, progress=progress))
 
 
-def extract_features(model: torch.nn.Module, video: Union[PathLike, Sequence[PathLike]], **kwargs):
-    """Clip features of a video (or list): ``forward_head(forward_features(x), pre_logits=True)`` per clip.
+def extract_features(model: torch.nn.Module, videos, *, per_video_mean: bool = False, spec=None,
+                     clip_len: Optional[int] = None, frame_step: Optional[int] = None, stride: Optional[int] = None,
+                     tail: Optional[str] = None, fps: Optional[float] = None, start: Optional[float] = None,
+                     end: Optional[float] = None, batch_size: int = 8, device=None, precision: str = "fp32",
+                     num_workers: Optional[int] = None, threads: Optional[int] = None,
+                     channels_last: Optional[bool] = None, runner: Optional[Runner] = None,
+                     on_error: str = "raise", progress: Union[bool, Any] = False) -> list[FeatureResult]:
+    """Clip features of videos: ``forward_head(forward_features(x), pre_logits=True)`` per clip.
 
-    ``per_video_mean=True`` also fills ``mean_features``. Same options as :func:`classify` (no ``topk``).
-    Returns a :class:`FeatureResult` for a path, a list of them for a list of paths.
+    ``per_video_mean=True`` also fills ``mean_features``. Videos as :func:`classify`. Always returns a list of
+    :class:`FeatureResult` in input order.
     """
-    videos, single = _normalise_videos(video)
-    return _collect(iter_extract_features(model, videos, **kwargs), single, kwargs.get("on_error", "raise"))
+    return _collect(iter_extract_features(
+        model, videos, per_video_mean=per_video_mean, spec=spec, clip_len=clip_len, frame_step=frame_step,
+        stride=stride, tail=tail, fps=fps, start=start, end=end, batch_size=batch_size, device=device,
+        precision=precision, num_workers=num_workers, threads=threads, channels_last=channels_last, runner=runner,
+        on_error=on_error, progress=progress))
+
+
+for _fn in (classify, extract_features, iter_classify, iter_extract_features):
+    _fn.__doc__ += _ENGINE_DOC
 
 
 __all__ = [
@@ -540,8 +610,11 @@ __all__ = [
     "FeatureResult",
     "VideoResult",
     "classify",
+    "collate",
     "extract_features",
     "iter_classify",
     "iter_clips",
     "iter_extract_features",
+    "iter_outputs",
+    "run_clips",
 ]

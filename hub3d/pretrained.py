@@ -53,8 +53,13 @@ class PretrainedCfg:
     resize: Any = 112  # int: short side; (h, w): both sides (torchvision's 128x171)
     crop_size: int = 112
     clip_len: int = 16
-    clip_stride: Optional[int] = None  # None: clip_len (non-overlapping)
+    clip_stride: Optional[int] = None  # source frames between clip starts; None: one clip span (non-overlapping)
     interpolation: str = "bilinear"
+    frame_step: int = 1  # source frames apart inside a clip (X3D-S: 13 frames 6 apart)
+    fps: Optional[float] = None  # the frame rate the weights were trained at (resampling to it is opt-in)
+    channel_order: str = "RGB"  # "BGR": Caffe-derived weights; mean/std are then in BGR order too
+    mean_array: Optional[str] = None  # a .npy (3, T, H, W) in resized-frame space, cropped with the frames
+    pathway_alpha: Optional[int] = None  # SlowFast: the clip becomes [slow (T // alpha frames), fast (T)]
 
     # Provenance.
     dataset: Optional[str] = None
@@ -72,7 +77,8 @@ class PretrainedCfg:
 
     @property
     def stride(self) -> int:
-        return self.clip_stride or self.clip_len
+        """Source frames between clip starts with the weights' own sampling."""
+        return self.clip_stride or self.clip_len * self.frame_step
 
     def replace(self, **changes) -> "PretrainedCfg":
         return dataclasses.replace(self, **changes)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .video import short_side_size
+from .specs import INTERPOLATIONS, load_mean_array
 
 Size = Union[int, Sequence[int]]
 
@@ -43,7 +43,11 @@ def _pair(size: Size) -> tuple[int, int]:
     return int(h), int(w)
 
 
-INTERPOLATIONS = ("bilinear", "bicubic", "nearest")  # PIL's BILINEAR, BICUBIC (antialiased), NEAREST
+def short_side_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """(h, w) with the short side = size and the long side int(size * long / short) (torchvision, Hara)."""
+    if height <= width:
+        return size, int(size * width / height)
+    return int(size * height / width), size
 
 
 def resize(frames, size: Size, interpolation: str = "bilinear") -> torch.Tensor:
@@ -92,8 +96,13 @@ def center_crop(frames, size: Size) -> torch.Tensor:
         # F.pad pads the last dims first: (W, W), then (H, H) of the (T, H, W, 3) tensor -> channels untouched.
         frames = F.pad(frames, (0, 0, pw // 2, (pw + 1) // 2, ph // 2, (ph + 1) // 2))
         H, W = frames.shape[1:3]
-    top, left = int(round((H - h) / 2.0)), int(round((W - w) / 2.0))
+    top, left = center_box(H, W, h, w)
     return frames[:, top:top + h, left:left + w]
+
+
+def center_box(height: int, width: int, h: int, w: int) -> tuple[int, int]:
+    """(top, left) of the centered h x w box: int(round((H - h) / 2)) as torchvision and Hara's code."""
+    return int(round((height - h) / 2.0)), int(round((width - w) / 2.0))
 
 
 def hflip(frames) -> torch.Tensor:
@@ -126,26 +135,53 @@ def resize_for_cfg(frames, resize_spec, interpolation: str = "bilinear") -> torc
 
 
 class Preprocess:
-    """The eval pipeline of a PretrainedCfg: resize (cfg.resize, cfg.interpolation), center crop
-    (cfg.crop_size), normalize.
+    """The eval pipeline of a ClipSpec or PretrainedCfg: resize (.resize, .interpolation), center crop
+    (.crop_size), channel order (BGR: flipped), normalize, and the full mean array when there is one.
 
     __call__: uint8 (T, H, W, 3) -> float32 (3, T, crop, crop). `spatial` stops before normalize (uint8)."""
 
     def __init__(self, cfg):
         self.cfg = cfg
+        self.bgr = getattr(cfg, "channel_order", "RGB") == "BGR"
+        arr = getattr(cfg, "mean_array", None)
+        self.mean_array = load_mean_array(arr) if arr is not None else None
+        self._mean_offset = None
 
     def spatial(self, frames) -> torch.Tensor:
         cfg = self.cfg
-        return center_crop(resize_for_cfg(frames, cfg.resize, getattr(cfg, "interpolation", "bilinear")),
-                           cfg.crop_size)
+        frames = resize_for_cfg(frames, cfg.resize, getattr(cfg, "interpolation", "bilinear"))
+        if self.mean_array is not None and tuple(frames.shape[1:3]) != self.mean_array.shape[2:]:
+            raise ValueError(f"frames resized to {frames.shape[1]}x{frames.shape[2]} but the mean array is "
+                             f"{self.mean_array.shape[2]}x{self.mean_array.shape[3]} (give resize=(h, w))")
+        frames = center_crop(frames, cfg.crop_size)
+        return frames.flip(-1) if self.bgr else frames
+
+    def subtract_mean_array(self, clip: torch.Tensor) -> torch.Tensor:
+        """clip (3, T, h, w) from normalize, minus the center-cropped mean array / std per frame index."""
+        if self.mean_array is None:
+            return clip
+        if self._mean_offset is None:
+            _, _, H, W = self.mean_array.shape
+            h, w = _pair(self.cfg.crop_size)
+            if h > H or w > W:
+                raise ValueError(f"crop {h}x{w} is larger than the {H}x{W} mean array")
+            top, left = center_box(H, W, h, w)
+            std = np.asarray(self.cfg.std, dtype=np.float64).reshape(3, 1, 1, 1)
+            cube = self.mean_array[:, :, top:top + h, left:left + w] / std
+            self._mean_offset = torch.from_numpy(np.ascontiguousarray(cube, dtype=np.float32))
+        t = clip.shape[1]
+        if t > self._mean_offset.shape[1]:
+            raise ValueError(f"a {t}-frame clip but the mean array has {self._mean_offset.shape[1]} frames")
+        return clip - self._mean_offset[:, :t]
 
     def __call__(self, frames) -> torch.Tensor:
-        return normalize(self.spatial(frames), self.cfg)
+        return self.subtract_mean_array(normalize(self.spatial(frames), self.cfg))
 
     def __repr__(self):
         c = self.cfg
         return (f"Preprocess(resize={c.resize}, crop_size={c.crop_size}, value_scale={c.value_scale}, "
-                f"mean={tuple(c.mean)}, std={tuple(c.std)})")
+                f"mean={tuple(c.mean)}, std={tuple(c.std)}, channel_order={'BGR' if self.bgr else 'RGB'}, "
+                f"mean_array={None if self.mean_array is None else self.mean_array.shape})")
 
 
 def preprocess_clip(frames, cfg) -> torch.Tensor:

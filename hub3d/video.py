@@ -111,21 +111,6 @@ def _stream_fps(stream) -> Optional[float]:
     return None
 
 
-def _resize_short_side(image: np.ndarray, size: int) -> np.ndarray:
-    # The reference resize (torch, = PIL bilinear within 1 level). FFmpeg's scaler fused with the YUV->RGB
-    # conversion was no faster and 3+ levels off on average (benchmarks/bench_decode.py), so it is not used.
-    from .transforms import resize_short_side
-
-    return np.ascontiguousarray(resize_short_side(image, size)[0].numpy())
-
-
-def short_side_size(height: int, width: int, size: int) -> tuple[int, int]:
-    """(h, w) with the short side = size and the long side int(size * long / short) (torchvision, Hara)."""
-    if height <= width:
-        return size, int(size * width / height)
-    return int(size * height / width), size
-
-
 # ----------------------------------------------------------------------------------------------- probe
 
 
@@ -174,7 +159,7 @@ def probe(source: PathLike, *, source_fps: Optional[float] = None) -> VideoInfo:
 # ---------------------------------------------------------------------------------------------- decode
 
 
-def _decode_file(path: Path, start: Optional[float], end: Optional[float], short_side: Optional[int],
+def _decode_file(path: Path, start: Optional[float], end: Optional[float],
                  seek: Optional[float] = None):
     """Yield (time, load, duration) in presentation order: load() converts the frame to RGB (lazily, so frames
     skipped before `start` or by resampling cost no conversion), duration = 1 / the stream's frame rate.
@@ -221,7 +206,7 @@ def _decode_file(path: Path, start: Optional[float], end: Optional[float], short
             last_time = t
             if start is not None and t < start - _EPS:
                 continue
-            yield t, partial(_frame_image, frame, short_side), duration
+            yield t, partial(_frame_image, frame), duration
             if end is not None and t >= end - _EPS:
                 break
         if decoded == 0:
@@ -232,13 +217,11 @@ def _decode_file(path: Path, start: Optional[float], end: Optional[float], short
         container.close()
 
 
-def _frame_image(frame, short_side: Optional[int]) -> np.ndarray:
-    image = _rotate(frame.to_ndarray(format="rgb24"), int(getattr(frame, "rotation", 0) or 0))
-    return _resize_short_side(image, short_side) if short_side else image
+def _frame_image(frame) -> np.ndarray:
+    return _rotate(frame.to_ndarray(format="rgb24"), int(getattr(frame, "rotation", 0) or 0))
 
 
-def _decode_folder(path: Path, fps: float, start: Optional[float], end: Optional[float],
-                   short_side: Optional[int]):
+def _decode_folder(path: Path, fps: float, start: Optional[float], end: Optional[float]):
     """Frame-folder twin of _decode_file: image i has time i / fps."""
     shape = []
 
@@ -250,8 +233,6 @@ def _decode_folder(path: Path, fps: float, start: Optional[float], end: Optional
                 image = np.asarray(im.convert("RGB"))
         except OSError as e:
             raise VideoError(file, f"not a readable image ({e})") from e
-        if short_side:
-            image = _resize_short_side(image, short_side)
         if shape and image.shape != shape[0]:
             raise VideoError(file, f"frame size {image.shape[1]}x{image.shape[0]} differs from the first "
                                    f"frame's {shape[0][1]}x{shape[0][0]} in {path}")
@@ -306,25 +287,22 @@ def iter_frames(
     fps: Optional[float] = None,
     start: Optional[float] = None,
     end: Optional[float] = None,
-    short_side: Optional[int] = None,
     source_fps: Optional[float] = None,
 ) -> Iterator[Frame]:
     """Decode a video (file or frame folder) sequentially, one RGB frame at a time.
 
     fps: resample to this rate (nearest frame in time to each tick start + k / fps); None keeps every frame.
     start, end: seconds; frames with start <= time < end.
-    short_side: resize each frame so its short side is this (bilinear with antialias, PIL's within 1 level;
-        long side int(size * long / short)).
     source_fps: frame rate of a frame folder (default 25); ignored for files (their timestamps rule).
     Raises VideoError for missing, empty, non-video, audio-only and undecodable files (a missing path and
     bad arguments at the call, the others at the first frame); a truncated file yields the frames before
     the damage (with a warning). A range with no frame yields nothing.
     """
-    timed = timed_frames(source, fps=fps, start=start, end=end, short_side=short_side, source_fps=source_fps)
+    timed = timed_frames(source, fps=fps, start=start, end=end, source_fps=source_fps)
     return (Frame(image, i, t) for i, (t, image, _) in enumerate(timed))
 
 
-def timed_frames(source: PathLike, *, fps=None, start=None, end=None, short_side=None,
+def timed_frames(source: PathLike, *, fps=None, start=None, end=None,
                  source_fps=None) -> Iterator[tuple[float, np.ndarray, float]]:
     """iter_frames' engine: (time, image, duration), duration being the frame's nominal length (1 / the
     stream's frame rate, 1 / fps when resampling), which clip end times need. Same arguments."""
@@ -336,9 +314,9 @@ def timed_frames(source: PathLike, *, fps=None, start=None, end=None, short_side
     # Resampling needs the frame before start and the one after end (either can be the nearest to a tick).
     dec_start, dec_end = (start, end) if fps is None else (None, end)
     if path.is_dir():
-        decoded = _decode_folder(path, float(source_fps or DEFAULT_FOLDER_FPS), dec_start, dec_end, short_side)
+        decoded = _decode_folder(path, float(source_fps or DEFAULT_FOLDER_FPS), dec_start, dec_end)
     else:
-        decoded = _decode_file(path, dec_start, dec_end, short_side, seek=start)
+        decoded = _decode_file(path, dec_start, dec_end, seek=start)
     if fps is None:
         return ((t, load(), d) for t, load, d in decoded if end is None or t < end - _EPS)
     return ((t, image, 1.0 / fps) for t, image in _resample(decoded, fps, start, end))

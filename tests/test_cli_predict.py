@@ -134,7 +134,7 @@ def test_random_weights_are_announced(videos):
 
 
 def test_features_one_video_npy_and_npz(model_dir, net, videos, tmp_path):
-    expected = hub3d.extract_features(net, videos[0])
+    expected = hub3d.extract_features(net, videos[0])[0]
     r = run("features", videos[0], "-m", model_dir, "--out", tmp_path / "f.npy", "-q")
     assert r.exit_code == 0, r.output
     np.testing.assert_allclose(np.load(tmp_path / "f.npy"), expected.features, atol=1e-5)

@@ -9,8 +9,6 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hub3d"
 
-# Removed by the specs branch (decoders only decode: the decode-time resize leaves video.py); delete on merge.
-KNOWN_EDGES_TO_DROP = {("hub3d.video", "hub3d.transforms")}
 
 # What the weights layers may import inside hub3d (module level or in functions). None of them imports
 # hub3d.models (loader and publish build models through the registry): that is what lets models.base import
@@ -61,8 +59,6 @@ def import_graph() -> dict[str, set[str]]:
                 # A package and its own submodules (re-exports, `from . import x`) are one unit, not a cycle.
                 if name and name != m and not m.startswith(name + ".") and not name.startswith(m + "."):
                     graph[m].add(name)
-    for a, b in KNOWN_EDGES_TO_DROP:
-        graph[a].discard(b)
     return graph
 
 

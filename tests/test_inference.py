@@ -69,7 +69,7 @@ def softmax_by_hand(model, clip):
 def test_classify_is_mean_of_clip_softmax(model, video):
     path = video(20)
     model.train()  # classify must switch to eval and restore the mode afterwards
-    r = hub3d.classify(model, path, topk=3, batch_size=2)
+    r = hub3d.classify(model, path, topk=3, batch_size=2)[0]
     assert model.training
     model.eval()
     clips, windows, n = manual_clips(path, model.pretrained_cfg, CLIP_LEN)
@@ -90,18 +90,18 @@ def test_classify_is_mean_of_clip_softmax(model, video):
 
 def test_tail_drop_and_2017(model, video):
     path = video(20)
-    loop = hub3d.classify(model, path)
-    drop = hub3d.classify(model, path, tail="drop")
+    loop = hub3d.classify(model, path)[0]
+    drop = hub3d.classify(model, path, tail="drop")[0]
     assert drop.clip_frames.tolist() == [[0, 8], [8, 16]]
     np.testing.assert_allclose(drop.clip_probs, loop.clip_probs[:2], atol=1e-6)
     np.testing.assert_allclose(drop.probs, loop.clip_probs[:2].mean(0), atol=1e-6)
-    exact16 = hub3d.classify(model, video(16, seed=1), tail="2017")  # the 2017 tool drops a window ending the video
+    exact16 = hub3d.classify(model, video(16, seed=1), tail="2017")[0]  # the 2017 tool drops a window ending the video
     assert exact16.clip_frames.tolist() == [[0, 8]]
 
 
 def test_short_video_is_loop_padded(model, video):
     path = video(5)
-    r = hub3d.classify(model, path)
+    r = hub3d.classify(model, path)[0]
     clips, windows, _ = manual_clips(path, model.pretrained_cfg, CLIP_LEN)
     assert r.clip_frames.tolist() == [[0, 5]]
     np.testing.assert_allclose(r.clip_probs[0], softmax_by_hand(model.eval(), clips[0]), atol=1e-5)
@@ -131,14 +131,14 @@ def test_list_keeps_input_order_across_mixed_batches(model, video):
     assert [r.video for r in results] == [str(p) for p in paths]
     assert [r.n_clips for r in results] == [4, 1, 2, 3, 1]
     for p, r in zip(paths, results):
-        alone = hub3d.classify(model, p, batch_size=1)
+        alone = hub3d.classify(model, p, batch_size=1)[0]
         np.testing.assert_allclose(r.clip_probs, alone.clip_probs, atol=1e-5)
         assert r.clip_frames.tolist() == alone.clip_frames.tolist()
 
 
 def test_extract_features(model, video):
     path = video(20)
-    f = hub3d.extract_features(model, path, per_video_mean=True, batch_size=2)
+    f = hub3d.extract_features(model, path, per_video_mean=True, batch_size=2)[0]
     clips, windows, _ = manual_clips(path, model.pretrained_cfg, CLIP_LEN)
     assert f.features.shape == (3, model.num_features) == (3, 128)
     with torch.no_grad():
@@ -146,20 +146,20 @@ def test_extract_features(model, video):
     np.testing.assert_allclose(f.features, expected.numpy(), atol=1e-5)
     np.testing.assert_allclose(f.mean_features, expected.numpy().mean(0), atol=1e-5)
     assert f.clip_frames.tolist() == [list(w) for w in windows]
-    assert hub3d.extract_features(model, path).mean_features is None
+    assert hub3d.extract_features(model, path)[0].mean_features is None
     both = hub3d.extract_features(model, [path, path])
     assert len(both) == 2 and np.allclose(both[0].features, both[1].features, atol=1e-5)
 
 
 def test_clip_len_and_stride_overrides(model, video):
     path = video(20)
-    r = hub3d.classify(model, path, clip_len=4, stride=6)
+    r = hub3d.classify(model, path, clip_len=4, stride=6)[0]
     assert r.clip_frames.tolist() == [[0, 4], [6, 10], [12, 16], [18, 20]]
     x = Preprocess(model.pretrained_cfg)(read_frames(path))
     np.testing.assert_allclose(r.clip_probs[1], softmax_by_hand(model.eval(), x[:, 6:10]), atol=1e-5)
     np.testing.assert_allclose(r.clip_probs[3], softmax_by_hand(model, x[:, [18, 19, 18, 19]]), atol=1e-5)
     # cfg overrides the model's preprocessing (here the crop size reaches the model)
-    big = hub3d.classify(model, path, cfg=model.pretrained_cfg.replace(crop_size=40, resize=40))
+    big = hub3d.classify(model, path, spec=model.pretrained_cfg.replace(crop_size=40, resize=40))[0]
     x40 = Preprocess(model.pretrained_cfg.replace(crop_size=40, resize=40))(read_frames(path))
     np.testing.assert_allclose(big.clip_probs[0], softmax_by_hand(model, x40[:, :8]), atol=1e-5)
 
@@ -200,9 +200,9 @@ def test_bad_videos_raise_or_skip(model, video, bad_files):
     with pytest.warns(UserWarning, match="skipped"):
         kept = hub3d.classify(model, mixed, on_error="skip")
     assert [r.video for r in kept] == [str(good[0]), str(good[1])]
-    np.testing.assert_allclose(kept[1].probs, hub3d.classify(model, good[1]).probs, atol=1e-5)
+    np.testing.assert_allclose(kept[1].probs, hub3d.classify(model, good[1])[0].probs, atol=1e-5)
     with pytest.warns(UserWarning):
-        assert hub3d.classify(model, bad_files["text"], on_error="skip") is None
+        assert hub3d.classify(model, bad_files["text"], on_error="skip") == []
 
 
 def test_stopping_early_stops_the_decoders(model, video):
@@ -216,12 +216,12 @@ def test_stopping_early_stops_the_decoders(model, video):
 
 def test_precision_and_device_arguments(model, video):
     path = video(16)
-    fp32 = hub3d.classify(model, path)
-    bf16 = hub3d.classify(model, path, precision="bf16")
+    fp32 = hub3d.classify(model, path)[0]
+    bf16 = hub3d.classify(model, path, precision="bf16")[0]
     assert bf16.clip_probs.dtype == np.float32
     np.testing.assert_allclose(bf16.clip_probs, fp32.clip_probs, atol=0.05)
     np.testing.assert_allclose(bf16.probs.sum(), 1.0, atol=1e-5)
-    plain = hub3d.classify(model, path, channels_last=False)  # default: channels_last_3d
+    plain = hub3d.classify(model, path, channels_last=False)[0]  # default: channels_last_3d
     np.testing.assert_allclose(plain.clip_probs, fp32.clip_probs, atol=1e-5)
     with pytest.raises(ValueError, match="fp16"):
         hub3d.classify(model, path, precision="fp16", device="cpu")
@@ -233,14 +233,14 @@ def test_precision_and_device_arguments(model, video):
 
 def test_results_to_dict_and_save(model, video, tmp_path):
     path = video(20)
-    r = hub3d.classify(model, path, topk=2)
+    r = hub3d.classify(model, path, topk=2)[0]
     d = json.loads(json.dumps(r.to_dict(probs=True)))
     assert d["video"] == str(path) and d["n_clips"] == 3 and len(d["topk"]) == 2
     assert [c["frames"] for c in d["clips"]] == r.clip_frames.tolist()
     assert d["clips"][2]["seconds"] == pytest.approx([1.6, 2.0])
     assert d["clips"][0]["topk"][0]["prob"] == pytest.approx(r.clip_probs[0].max())
     assert np.allclose(d["probs"], r.probs)
-    f = hub3d.extract_features(model, path)
+    f = hub3d.extract_features(model, path)[0]
     f.save(tmp_path / "f.npz")
     with np.load(tmp_path / "f.npz") as z:
         np.testing.assert_array_equal(z["features"], f.features)
@@ -309,10 +309,10 @@ def test_cpu_model_threads_leave_decoders_a_core_only_on_bigger_machines():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CI has none)")
 def test_cuda_fp16_and_bf16_match_cpu(model, video):
     path = video(20)
-    cpu = hub3d.classify(copy.deepcopy(model), path, device="cpu")
+    cpu = hub3d.classify(copy.deepcopy(model), path, device="cpu")[0]
     for precision in ("fp32", "fp16", "bf16"):
-        gpu = hub3d.classify(copy.deepcopy(model), path, device="cuda", precision=precision)
+        gpu = hub3d.classify(copy.deepcopy(model), path, device="cuda", precision=precision)[0]
         np.testing.assert_allclose(gpu.clip_probs, cpu.clip_probs, atol=1e-4 if precision == "fp32" else 0.05)
         np.testing.assert_array_equal(gpu.clip_frames, cpu.clip_frames)
-    feats = hub3d.extract_features(copy.deepcopy(model), path, device="cuda")
+    feats = hub3d.extract_features(copy.deepcopy(model), path, device="cuda")[0]
     assert feats.features.shape == (cpu.n_clips, model.num_features)

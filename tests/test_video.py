@@ -9,6 +9,7 @@ import pytest
 from conftest import frame_id, pattern_frames, random_frames
 from PIL import Image
 
+from hub3d.transforms import resize_short_side
 from hub3d.video import VideoError, iter_frames, probe, read_frames, write_video
 
 FORMATS = [  # codec, pix_fmt, suffix, (height, width)
@@ -92,8 +93,8 @@ def test_rotation_metadata_rotates_frames(make_video, rotation, k):
     corner = {1: (-1, 0), 2: (-1, -1), 3: (0, -1)}[k]  # 90 ccw: top-left -> bottom-left, ...
     assert red[corner] > 150
     assert red[0, 0] < 50 or k == 0
-    # short_side resize keeps the orientation and gives the display size
-    small = read_frames(path, short_side=24)
+    # decoders only decode: a short-side resize after decoding keeps the orientation and the display size
+    small = resize_short_side(read_frames(path), 24).numpy()
     assert small.shape[1:3] == ((32, 24) if k % 2 else (24, 32))
 
 
@@ -293,7 +294,7 @@ def test_short_side_matches_pil(make_video, size):
     h, w = size
     frames = random_frames(4, h, w, seed=1)
     path = make_video(frames=frames, codec="ffv1", pix_fmt="bgr0", suffix=".mkv")
-    small = read_frames(path, short_side=32)
+    small = resize_short_side(read_frames(path), 32).numpy()  # the decoded frames, resized as the clips do
     short, long = sorted((h, w))
     assert min(small.shape[1:3]) == 32 and max(small.shape[1:3]) == int(32 * long / short)
     ref = np.stack([np.asarray(Image.fromarray(f).resize(small.shape[2:0:-1], Image.BILINEAR)) for f in frames])

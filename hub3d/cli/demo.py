@@ -38,7 +38,7 @@ def demo(action, seed, frames, out, model, pretrained):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(out) if out else Path(tmp) / f"{action}_{seed}.mp4"
         write_video(path, video, fps=25, pix_fmt="yuv444p", options={"crf": "10"})
-        result = classify(net, str(path), topk=3, progress=False)
+        result = classify(net, str(path), topk=3, progress=False)[0]
     click.echo(f"generated: {path if out else path.name} ({frames} frames, true action: {action})")
     click.echo(format_video(result, per_clip=False, topk=3))
     verdict = "right" if result.label == action else "WRONG"

@@ -1,10 +1,8 @@
 """`hub3d classify` and `hub3d features`: thin wrappers over hub3d.inference; every file goes through hub3d.io."""
 from __future__ import annotations
 
-import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -38,15 +36,6 @@ def engine_options(fn):
     for option in reversed(options):
         fn = option(fn)
     return fn
-
-
-def auto_device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    return "mps" if mps is not None and mps.is_available() else "cpu"
 
 
 def load_model(model: str, pretrained: str, quiet: bool = False):
@@ -93,12 +82,16 @@ def report_failure(video: str, error: str) -> None:
 
 
 def engine_kwargs(o: dict) -> dict:
-    device = o["device"] or auto_device()
-    if o["precision"] == "fp16" and device.startswith("cpu"):
-        raise click.UsageError("--precision fp16 needs a cuda or mps device; on cpu use bf16")
+    from hub3d.specs import resolve_device, resolve_precision
+
+    device = resolve_device(o["device"] or "auto")
+    try:
+        resolve_precision(o["precision"], device)
+    except ValueError as e:
+        raise click.UsageError(f"--precision {o['precision']}: {e}") from None
     return dict(clip_len=o["clip_len"], stride=o["stride"], tail=o["tail"], fps=o["fps"], batch_size=o["batch_size"],
-                device=device, precision=o["precision"], num_workers=o["num_workers"], threads=o["threads"], on_error="skip",
-                progress=not o["quiet"])
+                device=device, precision=o["precision"], num_workers=o["num_workers"], threads=o["threads"],
+                on_error="skip", progress=not o["quiet"])
 
 
 def finish(failures: list, n_ok: int, quiet: bool) -> None:
@@ -109,13 +102,15 @@ def finish(failures: list, n_ok: int, quiet: bool) -> None:
 
 
 def _model_meta(net, o: dict) -> dict:
-    cfg = net.pretrained_cfg
     from hub3d.registry import is_model
+    from hub3d.specs import resolve_clip_spec
 
+    cfg = net.pretrained_cfg
+    spec = resolve_clip_spec(net, clip_len=o["clip_len"], stride=o["stride"], tail=o["tail"])  # as the engine does
     pretrained = o["pretrained"] if is_model(o["model"]) else None  # a model file/dir carries its own weights
     return {"model": o["model"], "arch": getattr(net, "arch_name", None), "pretrained": pretrained,
-            "tag": cfg.tag, "clip_len": o["clip_len"] or cfg.clip_len, "stride": o["stride"] or o["clip_len"] or cfg.stride,
-            "tail": o["tail"], "precision": o["precision"]}
+            "tag": cfg.tag, "clip_len": spec.clip_len, "stride": spec.stride, "tail": spec.tail,
+            "precision": o["precision"]}
 
 
 # ---------------------------------------------------------------------------------------------- classify
@@ -130,48 +125,36 @@ def classify(videos, topk, per_clip, json_path, probs, **o):
 
     VIDEOS: files, directories (searched recursively), globs, or a list file (@list.txt / list.txt).
     """
-    from hub3d import io
     from hub3d.inference import FailedVideo, iter_classify
+    from hub3d.outputs import ResultsJson
 
     paths, failures = collect_videos(videos)
     for item, error in failures:
         report_failure(item, error)
-    entries: dict[str, dict] = {}
-    if o["skip_existing"] and json_path and os.path.exists(json_path):
-        with open(json_path, encoding="utf-8") as f:
-            previous = json.load(f)
-        entries = {e["video"]: e for e in previous.get("videos", [])}
-        paths = [p for p in paths if p not in entries]
-        if not o["quiet"]:
-            click.echo(f"{json_path}: {len(entries)} video(s) already done, {len(paths)} to go", err=True)
-    elif o["skip_existing"] and not json_path:
+    if o["skip_existing"] and not json_path:
         click.echo("note: --skip-existing needs --json to know what is done; classifying everything", err=True)
-
     net = load_model(o["model"], o["pretrained"], o["quiet"])
-    meta = _model_meta(net, o)
-    failed = [{"video": v, "error": e} for v, e in failures]
-
-    def save():
-        if json_path:
-            io.write_json(json_path, {**meta, "videos": list(entries.values()), "failed": failed})
+    results = ResultsJson(json_path, _model_meta(net, o), resume=o["skip_existing"], per_clip=True,
+                          clip_topk=topk, probs=probs)
+    if results.done:
+        paths = [p for p in paths if p not in results.done]
+        if not o["quiet"]:
+            click.echo(f"{json_path}: {len(results.done)} video(s) already done, {len(paths)} to go", err=True)
+    for v, e in failures:
+        results.fail(v, e)
 
     show = click.echo if o["quiet"] else _write_above_bar
-    n_ok, last = 0, 0.0
-    try:
+    n_ok = 0
+    with results:  # also on Ctrl-C and errors: the file lists every video done
         for r in iter_classify(net, paths, topk=topk, **engine_kwargs(o)):
             if isinstance(r, FailedVideo):
                 report_failure(r.video, r.error)
                 failures.append((r.video, r.error))
-                failed.append({"video": r.video, "error": r.error})
+                results.fail(r.video, r.error)
                 continue
             n_ok += 1
-            entries[r.video] = r.to_dict(per_clip=True, clip_topk=topk, probs=probs)
+            results.add(r)
             show(format_video(r, per_clip, topk))
-            if time.monotonic() - last > 2.0:  # keep the file current without rewriting it for every video
-                save()
-                last = time.monotonic()
-    finally:  # also on Ctrl-C and errors: the file lists every video done
-        save()
     finish(failures, n_ok, o["quiet"])
 
 
@@ -237,7 +220,7 @@ def _run_features(paths, per_video_mean, failures, o):
 
 
 def _features_to_file(paths, out, per_video_mean, failures, o) -> int:
-    from hub3d import io
+    from hub3d.outputs import write_feature_file
 
     if o["skip_existing"] and os.path.exists(out):
         click.echo(f"{out} exists; skipped (--skip-existing)", err=True)
@@ -245,88 +228,26 @@ def _features_to_file(paths, out, per_video_mean, failures, o) -> int:
     results = list(_run_features(paths, per_video_mean, failures, o))
     if not results:
         return 0
-    if len(paths) == 1:
-        results[0].save(out, mean=per_video_mean)
-    else:  # several videos, per-video means: one row per video that worked, listed in an index
-        means = [r.mean_features for r in results]
-        rows = [{"row": i, "video": r.video, "clips": r.n_clips} for i, r in enumerate(results)]
-        if out.lower().endswith(".npz"):
-            io.write_npz(out, features=means, videos=[r.video for r in results])
-        else:
-            io.write_npy(out, means)
-        stem = str(Path(out).with_suffix(""))
-        io.write_csv(stem + ".index.csv", rows, ["row", "video", "clips"])
-        io.write_json(stem + ".index.json", rows)
+    write_feature_file(out, results, per_video_mean=per_video_mean, single=len(paths) == 1)
     if not o["quiet"]:
         click.echo(f"wrote {out}", err=True)
     return len(results)
 
 
-INDEX_FIELDS = ["video", "file", "row", "frame_start", "frame_end", "start_s", "end_s"]
-
-
 def _features_to_dir(paths, out_dir, fmt, per_video_mean, failures, o) -> int:
-    """One file per video (named after its path below the videos' common folder) + index.csv / index.json."""
-    from hub3d import io
+    """One file per video + index.csv / index.json (hub3d.outputs.FeatureFolder)."""
+    from hub3d.outputs import FeatureFolder
 
-    out_dir = Path(out_dir)
-    names = dict(zip(paths, io.output_names(paths, "." + fmt)))
-    index_json = out_dir / "index.json"
-    previous = {}
-    if index_json.exists():
-        with open(index_json, encoding="utf-8") as f:
-            previous = {e["video"]: e for e in json.load(f).get("videos", [])}
-    entries: dict[str, dict] = {}
-    todo = []
-    for p in paths:
-        target = out_dir / names[p]
-        if o["skip_existing"] and target.exists():
-            entries[p] = previous.get(p) or _entry_from_file(p, names[p], target)
-        else:
-            todo.append(p)
+    folder = FeatureFolder(out_dir, paths, fmt=fmt, per_video_mean=per_video_mean, resume=o["skip_existing"])
     if o["skip_existing"] and not o["quiet"]:
-        click.echo(f"{out_dir}: {len(paths) - len(todo)} video(s) already done, {len(todo)} to go", err=True)
-
-    mean_only = per_video_mean and fmt == "npy"  # such files hold the (D,) mean, not clip rows
-
-    def write_index():
-        ordered = [entries[p] for p in paths if p in entries]
-        io.write_json(index_json, {"videos": ordered, "per_video_mean": per_video_mean})
-        rows = []
-        for e in ordered:
-            for i, (f, s) in enumerate(zip(e.get("clip_frames") or [], e.get("clip_seconds") or [])):
-                rows.append({"video": e["video"], "file": e["file"], "row": "" if mean_only else i,
-                             "frame_start": f[0], "frame_end": f[1], "start_s": s[0], "end_s": s[1]})
-        io.write_csv(out_dir / "index.csv", rows, INDEX_FIELDS)
-
-    n_ok, last = 0, 0.0
-    try:
-        for r in _run_features(todo, per_video_mean, failures, o) if todo else ():
-            r.save(out_dir / names[r.video], mean=per_video_mean)
-            entries[r.video] = {"video": r.video, "file": names[r.video], "rows": 1 if mean_only else r.n_clips,
-                                "clip_frames": r.clip_frames.tolist(), "clip_seconds": r.clip_seconds.tolist()}
-            n_ok += 1
-            if time.monotonic() - last > 2.0:  # keep the index current without rewriting it per video
-                write_index()
-                last = time.monotonic()
-    finally:
-        write_index()  # also on Ctrl-C and errors: the index lists every file written
+        click.echo(f"{out_dir}: {len(paths) - len(folder.todo)} video(s) already done, {len(folder.todo)} to go",
+                   err=True)
+    with folder:  # also on Ctrl-C and errors: the index lists every file written
+        for r in _run_features(folder.todo, per_video_mean, failures, o) if folder.todo else ():
+            folder.add(r)
     if not o["quiet"]:
-        click.echo(f"wrote {n_ok} file(s) and the index to {out_dir}", err=True)
-    return n_ok + len(paths) - len(todo)
-
-
-def _entry_from_file(video, name, target: Path) -> dict:
-    """Index entry of an output written by an earlier run whose index is gone: read back what the file holds."""
-    import numpy as np
-
-    if target.suffix == ".npz":
-        with np.load(target) as z:
-            return {"video": video, "file": name, "rows": int(np.atleast_2d(z["features"]).shape[0]),
-                    "clip_frames": z["clip_frames"].tolist(), "clip_seconds": z["clip_seconds"].tolist()}
-    arr = np.load(target, mmap_mode="r")
-    return {"video": video, "file": name, "rows": int(np.atleast_2d(arr).shape[0]), "clip_frames": None,
-            "clip_seconds": None}
+        click.echo(f"wrote {folder.written} file(s) and the index to {out_dir}", err=True)
+    return folder.written + len(paths) - len(folder.todo)
 
 
 COMMANDS = [classify, features]

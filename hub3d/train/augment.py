@@ -1,6 +1,7 @@
 """The training samples of Hara et al. (ICCV-W 2017 / CVPR 2018), on uint8 frames with hub3d.transforms.
 
-- temporal: a uniformly random position, clip_len consecutive frames, looped when the video is shorter;
+- temporal: a uniformly random position, clip_len frames frame_step apart, looped when the video is shorter
+  (hub3d.clips.train_indices, beside the evaluation windows);
 - spatial: a square crop at one of the 4 corners or the center, its side a scale from
   {1, 2^-1/4, 2^-1/2, 2^-3/4, 1/2} of the short side, resized to the model's crop size;
 - horizontal flip with probability 0.5 (relabelled where a flip changes the class, e.g. left <-> right);
@@ -14,19 +15,11 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..clips import loop_indices
+from ..clips import train_indices
 from ..transforms import as_frames, crop, hflip, normalize, resize
 
 MULTISCALE = (1.0, 2 ** -0.25, 2 ** -0.5, 2 ** -0.75, 0.5)
 POSITIONS = ("center", "top_left", "top_right", "bottom_left", "bottom_right")
-
-
-def temporal_indices(num_frames: int, clip_len: int, rng: np.random.Generator) -> list[int]:
-    """clip_len frame indices from a uniformly random start; a short video loops ([0..n-1, 0, 1, ...])."""
-    if num_frames < 1:
-        raise ValueError("a video needs at least one frame")
-    start = int(rng.integers(0, max(num_frames - clip_len, 0) + 1))
-    return loop_indices(start, min(start + clip_len, num_frames), clip_len)
 
 
 def corner_crop_box(height: int, width: int, scale: float, position: str) -> tuple[int, int, int]:
@@ -57,6 +50,7 @@ class TrainTransform:
     ):
         self.cfg = cfg
         self.clip_len = int(clip_len or cfg.clip_len)
+        self.frame_step = int(getattr(cfg, "frame_step", 1))
         self.crop_size = int(crop_size or cfg.crop_size)
         self.scales = tuple(float(s) for s in scales)
         self.positions = tuple(positions)
@@ -70,7 +64,7 @@ class TrainTransform:
         self.hflip_labels = list(hflip_labels) if hflip_labels is not None else None
 
     def __call__(self, frames, label: int, rng: np.random.Generator) -> tuple[torch.Tensor, int]:
-        frames = as_frames(frames[temporal_indices(len(frames), self.clip_len, rng)])  # index first: cheaper
+        frames = as_frames(frames[train_indices(len(frames), self.clip_len, rng, self.frame_step)])  # index first: cheaper
         scale = self.scales[int(rng.integers(len(self.scales)))]
         position = self.positions[int(rng.integers(len(self.positions)))]
         top, left, side = corner_crop_box(frames.shape[1], frames.shape[2], scale, position)

@@ -15,6 +15,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .. import specs
+
 
 @dataclass
 class DistInfo:
@@ -33,15 +35,10 @@ class DistInfo:
 
 
 def resolve_device(device: Optional[str], local_rank: int = 0) -> torch.device:
-    """'auto' / None: this process's GPU when CUDA is there, else the CPU; 'cuda' means cuda:LOCAL_RANK."""
-    if device in (None, "auto"):
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    """hub3d.specs.resolve_device ('auto' / None: the best available; 'cuda' means cuda:LOCAL_RANK), made this
+    process's current CUDA device."""
+    dev = specs.resolve_device(device or "auto", local_rank=local_rank)
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: CUDA is not available here")
-        if dev.index is None:
-            dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
     return dev
 

@@ -26,8 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
+from ..inference import FailedVideo, iter_outputs
 from ..io import write_csv, write_json
 from ..pretrained import ModelMeta
+from ..specs import PRECISIONS, resolve_precision
 from .augment import MULTISCALE, POSITIONS, TrainTransform, hflip_label_map
 from .distributed import (
     DistInfo,
@@ -44,70 +46,85 @@ from .distributed import (
 
 log = logging.getLogger("hub3d.train")
 CHECKPOINT_FORMAT = "hub3d-train-checkpoint"
-AMP_DTYPES = {"none": None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+def _opt(default=None, help: str = "", **cli):
+    """A TrainConfig field with its `hub3d train` help text (and click specifics: choices, required, ...)."""
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata={"help": help, **cli})
+    return field(default=default, metadata={"help": help, **cli})
 
 
 @dataclass
 class TrainConfig:
-    """Every knob of a run (the CLI's flags). Defaults are the papers' recipe where they give one."""
+    """Every knob of a run; `hub3d train`'s flags are built from these fields (metadata: help, click options).
+    Defaults are the papers' recipe where they give one."""
 
     # data
-    data: str = "synthetic"
-    val_data: Optional[str] = None  # default: the data's own validation split (synthetic: a new seed)
-    format: str = "auto"
-    annotations: Optional[str] = None
-    video_root: Optional[str] = None
-    split: int = 1
-    classes: Optional[str] = None  # class list file: explicit class order
-    synthetic_videos: int = 2000
-    synthetic_val_videos: int = 200
-    synthetic_frames: int = 32
-    synthetic_size: int = 64
+    data: str = _opt("synthetic", "'synthetic', a folder (root/<class>/<video>, or with train/ and val/), a CSV "
+                     "of path,label, a Kinetics CSV, or a UCF-101/HMDB-51 video root (with --annotations).",
+                     required=True)
+    val_data: Optional[str] = _opt(None, "Validation data, same forms as --data (default: the data's own "
+                                   "validation split; synthetic: freshly generated videos).")
+    format: str = _opt("auto", "Data layout.", choices=("auto", "folder", "csv", "kinetics", "ucf101", "hmdb51"))
+    annotations: Optional[str] = _opt(None, "UCF-101 / HMDB-51 split-file folder.")
+    video_root: Optional[str] = _opt(None, "Folder of a Kinetics CSV's videos (default: next to the CSV).")
+    split: int = _opt(1, "UCF-101 / HMDB-51 split number.")
+    classes: Optional[str] = _opt(None, "Class list file (one name per line): explicit class order, saved with "
+                                  "the model.", path=True)
+    synthetic_videos: int = _opt(2000, "Training videos of --data synthetic.")
+    synthetic_val_videos: int = _opt(200, "Validation videos of --data synthetic.")
+    synthetic_frames: int = _opt(32, "Frames per synthetic video.")
+    synthetic_size: int = _opt(64, "Frame size of synthetic videos.")
     # model
-    model: str = "resnet3d_18"
-    model_kwargs: dict = field(default_factory=dict)
-    pretrained: Optional[str] = None
-    finetune_from: Optional[str] = None  # a stage of the model (conv1, layer1..layer4, conv2_x..conv5_x, fc) or "all"
-    tag: Optional[str] = None  # tag written into the exported PretrainedCfg
-    clip_len: Optional[int] = None  # default: the model's PretrainedCfg
-    crop_size: Optional[int] = None
+    model: str = _opt("resnet3d_18", "Architecture name (hub3d list).", required=True)
+    model_kwargs: dict = _opt({}, "Architecture argument, e.g. widen_factor=0.25 (repeatable).", flag="--model-arg",
+                              kv=True)
+    pretrained: Optional[str] = _opt(None, "Start from weights: a tag (kinetics, kinetics700, ...), 'default', or "
+                                     "a file / hub3d directory. The classifier is replaced when the classes differ.")
+    finetune_from: Optional[str] = _opt(None, "Train this stage onwards (layer4 or conv5_x + fc as in the CVPR "
+                                        "paper; conv1, layer1..layer4, conv2_x..conv5_x, fc: the classifier only, all); earlier stages are frozen.")
+    tag: Optional[str] = _opt(None, "Tag recorded in the exported config (default: the model's).")
+    clip_len: Optional[int] = _opt(None, "Frames per clip (default: the model's config).", type=int)
+    crop_size: Optional[int] = _opt(None, "Input size (default: the model's config).", type=int)
     # optimisation (Hara et al.: SGD 0.9, wd 1e-3, lr 0.1 /10 three times on a val-loss plateau)
-    epochs: int = 10
-    batch_size: int = 32  # per process: the global batch is batch_size x world size
-    lr: float = 0.1
-    head_lr: Optional[float] = None  # lr of the classifier (default: lr)
-    optimizer: str = "sgd"  # sgd (the papers) | adamw
-    momentum: float = 0.9
-    dampening: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 1e-3
-    scheduler: str = "plateau"  # plateau | cosine | multistep | none
-    lr_factor: float = 0.1
-    lr_drops: int = 3  # plateau: at most this many divisions
-    patience: int = 10  # plateau: epochs without val-loss improvement before dividing
-    milestones: tuple = ()
-    warmup_epochs: int = 0  # linear warm-up (large-batch training)
+    epochs: int = _opt(10, "Epochs.")
+    batch_size: int = _opt(32, "Per process; global batch = batch size x processes.")
+    lr: float = _opt(0.1, "Learning rate (scale it with the global batch: 0.1 at 256).")
+    head_lr: Optional[float] = _opt(None, "Learning rate of the classifier (default: --lr).", type=float)
+    optimizer: str = _opt("sgd", "SGD is the papers'.", choices=("sgd", "adamw"))
+    momentum: float = _opt(0.9, "SGD momentum.")
+    dampening: float = _opt(0.0, "SGD dampening.")
+    nesterov: bool = _opt(False, "Nesterov momentum.")
+    weight_decay: float = _opt(1e-3, "Weight decay.")
+    scheduler: str = _opt("plateau", "Learning-rate schedule.", choices=("plateau", "cosine", "multistep", "none"))
+    lr_factor: float = _opt(0.1, "plateau / multistep: multiply the lr by this.")
+    lr_drops: int = _opt(3, "plateau: at most this many reductions.")
+    patience: int = _opt(10, "plateau: epochs without val-loss improvement before reducing.")
+    milestones: tuple = _opt((), "multistep: epochs, comma-separated.", numbers=int)
+    warmup_epochs: int = _opt(0, "Linear warm-up epochs (large-batch training).")
     # augmentation
-    scales: tuple = MULTISCALE
-    positions: tuple = POSITIONS
-    hflip: float = 0.5
+    scales: tuple = _opt(MULTISCALE, "Crop scales of the short side, comma-separated (default: 1,2^-1/4,2^-1/2,"
+                         "2^-3/4,1/2).", numbers=float)
+    positions: tuple = _opt(POSITIONS, "Crop positions.", cli=False)
+    hflip: float = _opt(0.5, "Horizontal flip probability.")
     # execution
-    device: str = "auto"
-    amp: str = "none"  # none | bf16 | fp16
-    channels_last: bool = False
-    sync_bn: bool = False
-    workers: int = 2
-    threads: Optional[int] = None  # torch intra-op threads per process
-    seed: int = 0
-    max_steps: Optional[int] = None  # per epoch (smoke tests, benchmarks)
+    device: str = _opt("auto", "auto, cpu, cuda, cuda:1 ...")
+    amp: str = _opt("none", "Mixed precision.", choices=("none", "bf16", "fp16"))
+    channels_last: bool = _opt(False, "channels_last_3d memory format.")
+    sync_bn: bool = _opt(False, "SyncBatchNorm across processes (CUDA).")
+    workers: int = _opt(2, "DataLoader processes decoding videos, per training process.")
+    threads: Optional[int] = _opt(None, "torch threads per process.", type=int)
+    seed: int = _opt(0, "Seed of shuffling, augmentation and initialisation.")
+    max_steps: Optional[int] = _opt(None, "Stop each epoch after this many steps (smoke tests, benchmarks).",
+                                    type=int)
     # outputs
-    out: str = "runs/train"
-    resume: Optional[str] = None
-    checkpoint_every: int = 1
-    val_every: int = 1
-    val_batch_size: Optional[int] = None
-    export: str = "best"  # best | last
-    progress: bool = True
+    out: str = _opt("runs/train", "Run folder: logs, metrics, checkpoints; ends holding the exported model "
+                    "(hub3d.load(OUT)).", required=True)
+    resume: Optional[str] = _opt(None, "A checkpoint, or a run folder (its latest checkpoint).")
+    checkpoint_every: int = _opt(1, "Epochs between checkpoints (the best is always kept).")
+    val_every: int = _opt(1, "Epochs between validations.")
+    val_batch_size: Optional[int] = _opt(None, "Validation batch size (default: --batch-size).", type=int)
+    export: str = _opt("best", "Which epoch's weights --out ends holding.", choices=("best", "last"))
+    progress: bool = _opt(True, "Progress bars.")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -228,64 +245,39 @@ def _fmt(metrics: dict) -> str:
     return "  ".join(parts)
 
 
-@torch.no_grad()
+class _DatasetVideo:
+    """One dataset video for the inference engine: loaded (dataset.video) in a decoder thread, when needed."""
+
+    __slots__ = ("dataset", "index", "name")
+
+    def __init__(self, dataset, index: int):
+        self.dataset, self.index = dataset, index
+        self.name = f"{type(dataset).__name__}[{index}]"
+
+    def __call__(self):
+        return self.dataset.video(self.index)
+
+
 def video_logits(model, dataset, indices=None, batch_size=16, device=None, amp="none", channels_last=False,
                  progress=None):
     """Yield (index, clip logits (n_clips, num_classes) float32) per video, or (index, None) if unreadable.
 
-    The inference engine's clips: hub3d.clips windows (non-overlapping, loop-padded tail), centre crops by
-    hub3d.transforms.Preprocess, run by hub3d.inference.ClipRunner; softmax then mean over a video's clips
-    gives the probabilities hub3d.classify reports. Clips of several videos share batches.
+    The inference engine itself (hub3d.inference.iter_outputs on the dataset's in-memory videos): the weights'
+    clip windows (loop-padded tail), centre crops, batches shared across videos; softmax then mean over a
+    video's clips gives the probabilities hub3d.classify reports. progress: a tqdm-like bar (counts clips).
     """
-    from ..clips import clip_windows, loop_indices
-    from ..inference import ClipRunner
-    from ..transforms import Preprocess
-    from ..video import VideoError
-
-    indices = range(len(dataset)) if indices is None else indices
-    runner = ClipRunner(model, "logits", device, precision="fp32" if amp in ("none", "fp32") else amp,
-                        channels_last=channels_last)
-    cfg = model.pretrained_cfg
-    preprocess = Preprocess(cfg)
-    pending, owners, done = [], [], {}
-    counts = {}  # video -> clips still to come back
-    order = []
-
-    def run():
-        logits = torch.from_numpy(runner(torch.stack(pending)))
-        for j, row in zip(owners, logits):
-            done.setdefault(j, []).append(row)
-        pending.clear()
-        owners.clear()
-
-    def ready():
-        while order and (order[0] not in counts or len(done.get(order[0], ())) == counts[order[0]]):
-            i = order.pop(0)
-            if i not in counts:
-                yield i, None
-            else:
-                del counts[i]
-                yield i, torch.stack(done.pop(i))
-
-    for i in (progress(indices) if progress else indices):
-        order.append(i)
-        try:
-            frames = dataset.video(i)
-        except VideoError as e:
-            log.warning("skipped unreadable video: %s", e)
+    indices = list(range(len(dataset)) if indices is None else indices)
+    videos = [_DatasetVideo(dataset, i) for i in indices]
+    # threads: keep the process's (training set them); the engine's cpu default is for inference runs.
+    outputs = iter_outputs(model, videos, "logits", tail="loop", batch_size=batch_size, device=device,
+                           precision=amp, channels_last=channels_last, threads=torch.get_num_threads(),
+                           on_error="skip", progress=False if progress is None else progress)
+    for i, item in zip(indices, outputs):
+        if isinstance(item, FailedVideo):
+            log.warning("skipped unreadable video: %s", item.error)
+            yield i, None
         else:
-            clip = preprocess(frames)  # (3, T, crop, crop): each frame preprocessed once
-            windows = clip_windows(clip.shape[1], cfg.clip_len, cfg.stride, "loop")
-            counts[i] = len(windows)
-            for s, e in windows:
-                pending.append(clip[:, loop_indices(s, e, cfg.clip_len)])
-                owners.append(i)
-                if len(pending) >= batch_size:
-                    run()
-        yield from ready()
-    if pending:
-        run()
-    yield from ready()
+            yield i, torch.from_numpy(item[1][0])
 
 
 # ------------------------------------------------------------------------------------------- trainer
@@ -298,10 +290,10 @@ class Trainer:
         self.device = self.info.device
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        if cfg.amp not in AMP_DTYPES:
-            raise ValueError(f"unknown --amp {cfg.amp!r}: none, bf16 or fp16")
-        if cfg.amp == "fp16" and self.device.type == "cpu":
-            raise ValueError("--amp fp16 needs a GPU; on CPU use bf16")
+        try:
+            self.precision = resolve_precision(cfg.amp, self.device)  # "none" = fp32; fp16 refused on cpu
+        except ValueError as e:
+            raise ValueError(f"--amp {cfg.amp}: {e}") from None
         self.out = Path(cfg.out)
         self._setup_logging()
         torch.manual_seed(cfg.seed)
@@ -379,7 +371,7 @@ class Trainer:
                           persistent_workers=False, prefetch_factor=4 if self.cfg.workers else None)
 
     def _autocast(self):
-        dtype = AMP_DTYPES[self.cfg.amp]
+        dtype = PRECISIONS[self.precision]
         if dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=dtype)
@@ -439,7 +431,7 @@ class Trainer:
         stats = np.zeros(8)  # clip loss sum, clip top1, clip top5, clips, video top1, video top5, videos, skipped
         scores = video_logits(model, dataset, indices, self.cfg.val_batch_size or self.cfg.batch_size,
                               self.device, self.cfg.amp, self.cfg.channels_last,
-                              progress=lambda it: self._progress(it, len(indices), "validate"))
+                              progress=self._progress(None, None, "validate clips"))
         for i, logits in scores:
             if logits is None:
                 stats[7] += 1
