@@ -148,14 +148,15 @@ def median(xs):
 
 
 # ------------------------------------------------------------------------------------------------ parts
-def whole_processes(videos, checkpoint, converted, runs, workers) -> list[dict]:
+def whole_processes(videos, checkpoint, converted, runs, workers, precisions) -> list[dict]:
     env = checkout_env()
     base = [*hub3d_entry(), "classify", *map(str, videos), "--model", "resnet3d_34", "--tail", "2017", "-q"]
     cases = [
         ("2017 method (ffmpeg JPEGs, PIL, fp32, batch 32)",
          [sys.executable, __file__, "--workers", str(workers), "--pipeline-2017", str(checkpoint), *map(str, videos)]),
         ("hub3d classify fp32 (2017 .pth)", [*base, "--pretrained", str(checkpoint), "--precision", "fp32"]),
-        ("hub3d classify bf16 (2017 .pth)", [*base, "--pretrained", str(checkpoint), "--precision", "bf16"]),
+        *[("hub3d classify bf16 (2017 .pth)", [*base, "--pretrained", str(checkpoint), "--precision", "bf16"])
+          for _ in ("bf16",) if "bf16" in precisions],
         ("hub3d classify fp32 (converted safetensors)",
          [*hub3d_entry(), "classify", *map(str, videos), "--model", str(converted), "--tail", "2017", "-q",
           "--precision", "fp32"]),
@@ -172,7 +173,7 @@ def whole_processes(videos, checkpoint, converted, runs, workers) -> list[dict]:
     return rows
 
 
-def warm(videos, checkpoint, runs) -> list[dict]:
+def warm(videos, checkpoint, runs, precisions) -> list[dict]:
     import torch
 
     import hub3d
@@ -196,7 +197,7 @@ def warm(videos, checkpoint, runs) -> list[dict]:
     decode_s = median(times)
     rows.append({"part": "decode-only (iter_clips, 1 thread)", "precision": "-", "median_s": decode_s,
                  "times_s": [round(t, 3) for t in times], "clips": len(clips)})
-    for precision in ("fp32", "bf16"):
+    for precision in precisions:
         runner = ClipRunner(model, "probs", "cpu", precision)
         batches = [torch.stack(clips[i:i + 8]) for i in range(0, len(clips), 8)]
         torch.set_num_threads(cpu_model_threads(torch_threads, 1))  # what the engine gives the model
@@ -234,6 +235,8 @@ def main(argv=None):
     p.add_argument("--warm-runs", type=int, default=3, help="in-process runs per measurement (median)")
     p.add_argument("--workers", type=int, default=4, help="the 2017 DataLoader's worker processes (its default 4)")
     p.add_argument("--batch-size", type=int, default=32, help=argparse.SUPPRESS)
+    p.add_argument("--precisions", default="fp32,bf16",
+                   help="hub3d's precisions (bf16 without native support is dozens of times slower: fp32 only there)")
     p.add_argument("--skip-process", action="store_true")
     p.add_argument("--skip-warm", action="store_true")
     p.add_argument("--out", default=str(HERE / "results" / "bench_2017.json"))
@@ -256,10 +259,11 @@ def main(argv=None):
         convert(checkpoint, converted, model_name="resnet3d_34")
         if not args.skip_process:
             print("whole processes:", flush=True)
-            result["processes"] = whole_processes(videos, checkpoint, converted, args.runs, args.workers)
+            result["processes"] = whole_processes(videos, checkpoint, converted, args.runs, args.workers,
+                                                  args.precisions.split(","))
         if not args.skip_warm:
             print("warm, in one process:", flush=True)
-            result["warm"] = warm(videos, checkpoint, args.warm_runs)
+            result["warm"] = warm(videos, checkpoint, args.warm_runs, args.precisions.split(","))
     result["machine_after"] = machine()["loadavg"]
     for key in ("processes", "warm"):
         if key in result:

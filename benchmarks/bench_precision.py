@@ -11,6 +11,9 @@ sample videos (benchmarks/_samples.py), model-only through ClipRunner (batch 8, 
 of the weights on CPU), medians of --runs after a warm-up; ratio = fp32 time / bf16 time (> 1: bf16 faster).
 Their agreement on the sample videos is printed too, marked as random weights.
 
+Without native bf16 (AVX2-only CPUs) oneDNN's bf16 3D convolutions are dozens of times slower than fp32
+(motion_demo, 2 videos: 2.5 s fp32, 67 s bf16 on the shared AMD EPYC box): use few --videos and --max-clips there.
+
 Also prints what hub3d.hardware.auto_precision picks here and why (the CPU flags).
 
     python benchmarks/bench_precision.py --videos 64 --runs 3      # JSON to benchmarks/results/
@@ -95,7 +98,7 @@ def main(argv=None):
     p.add_argument("--videos", type=int, default=64, help="SyntheticMotion videos for the agreement")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--max-clips", type=int, default=None, help="speed on the first N sample clips only")
-    p.add_argument("--archs", default="resnet3d_18,resnet3d_34")
+    p.add_argument("--archs", default="resnet3d_18,resnet3d_34", help="speed part; '' skips it")
     p.add_argument("--out", default=str(HERE / "results" / "bench_precision.json"))
     args = p.parse_args(argv)
 
@@ -111,16 +114,18 @@ def main(argv=None):
     result = {"machine": info, "auto": auto}
     result["agreement"] = [agreement(args.videos)]
     print(markdown_table(result["agreement"]), flush=True)
+    archs = [a for a in args.archs.split(",") if a]
     cfg = hub3d.get_pretrained_cfg("resnet3d_34", "kinetics400")
-    clips = list(hub3d.iter_clips([str(v) for v in sample_videos()], cfg))[: args.max_clips]
+    clips = list(hub3d.iter_clips([str(v) for v in sample_videos()], cfg))[: args.max_clips] if archs else []
     result["speed"] = []
-    for arch in args.archs.split(","):
+    for arch in archs:
         result["speed"].append(speed(arch, clips, args.runs))
         print(f"  {arch}: fp32 {result['speed'][-1]['fp32_s']:.2f} s, bf16 {result['speed'][-1]['bf16_s']:.2f} s",
               flush=True)
     result["machine_after"] = machine()["loadavg"]
-    print()
-    print(markdown_table(result["speed"]))
+    if result["speed"]:
+        print()
+        print(markdown_table(result["speed"]))
     write_json(args.out, result)
 
 

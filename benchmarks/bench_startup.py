@@ -10,7 +10,8 @@ each imports, and what reading a resnet3d_34 checkpoint costs in each format.
    --read-runs): the 2017 layout (tests/original_layouts.py save_hara2018: legacy pickle, CUDA-tagged storages)
    through torch.load(weights_only=True) and through hub3d.checkpoint.read_checkpoint; the same tensors as
    safetensors through safetensors.torch.load_file and through safe_open (mmap, tensor by tensor); and
-   load_state_dict into a model from the mmapped tensors.
+   load_state_dict into a model from the mmapped tensors; and the sha256 of the .pth, what keying a conversion
+   cache by content costs on every run unless the hash is remembered per (path, size, mtime).
 
     python benchmarks/bench_startup.py --runs 10 --read-runs 5     # JSON to benchmarks/results/
 """
@@ -75,10 +76,11 @@ def slowest_imports(code: str, env, top: int = 6) -> list[tuple[str, float]]:
     return sorted(rows, key=lambda r: -r[1])[:top]
 
 
-def commands(runs: int) -> list[dict]:
+def commands(runs: int, names) -> list[dict]:
     env = checkout_env()
     rows = []
-    for name, (cli_args, code) in COMMANDS.items():
+    for name in names:
+        cli_args, code = COMMANDS[name]
         cmd = [*hub3d_entry(), *cli_args] if cli_args is not None else [sys.executable, "-c", code]
         time_process(cmd, 1, env)  # warm the page cache
         times = time_process(cmd, runs, env)
@@ -92,7 +94,7 @@ def commands(runs: int) -> list[dict]:
               f"imports: {rows[-1]['imports']}", flush=True)
     ref = rows[0]["median_s"]
     for r in rows:
-        r["over_import_torch_s"] = r["median_s"] - ref
+        r[f"over_{rows[0]['command']}_s"] = r["median_s"] - ref
     return rows
 
 
@@ -124,13 +126,29 @@ def reading(runs: int) -> list[dict]:
         def mmap_and_load():
             model.load_state_dict(mmap_open())
 
+        def mmap_and_assign():  # no copy: the model is built on "meta" and takes the mmapped tensors as they are
+            with torch.device("meta"):
+                empty = hub3d.create_model("resnet3d_34", num_classes=400, shortcut_type="A")
+            empty.load_state_dict(mmap_open(), assign=True)
+
+        def sha256():
+            import hashlib
+
+            h = hashlib.sha256()
+            with open(pth, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            return h.hexdigest()
+
         cases = [
+            ("2017 .pth: sha256 of the file (a content-hash key)", pth, sha256),
             ("2017 .pth: torch.load(weights_only=True)", pth, lambda: torch.load(pth, map_location="cpu",
                                                                                  weights_only=True)),
             ("2017 .pth: hub3d read_checkpoint", pth, lambda: read_checkpoint(pth)),
             ("safetensors: load_file", st, lambda: load_file(str(st))),
             ("safetensors: safe_open (mmap)", st, mmap_open),
             ("safetensors: safe_open + load_state_dict", st, mmap_and_load),
+            ("safetensors: safe_open + meta model + load_state_dict(assign=True)", st, mmap_and_assign),
         ]
         for name, path, fn in cases:
             fn()  # page cache and first-call costs
@@ -141,10 +159,10 @@ def reading(runs: int) -> list[dict]:
                 times.append(time.perf_counter() - t)
             rows.append({"read": name, "MB": round(path.stat().st_size / 1e6, 1),
                          "median_s": statistics.median(times), "min_s": min(times)})
-            print(f"  {name:44s} {rows[-1]['MB']:6.1f} MB  median {rows[-1]['median_s']:.3f} s", flush=True)
-    ref = rows[0]["median_s"]
+            print(f"  {name:66s} {rows[-1]['MB']:6.1f} MB  median {rows[-1]['median_s']:.3f} s", flush=True)
+    ref = rows[1]["median_s"]
     for r in rows:
-        r["fraction_of_pth"] = r["median_s"] / ref
+        r["fraction_of_torch_load"] = r["median_s"] / ref
     return rows
 
 
@@ -152,24 +170,31 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--read-runs", type=int, default=5)
+    p.add_argument("--parts", default="commands,reading")
+    p.add_argument("--commands", default=",".join(COMMANDS), help="which commands (comma-separated names)")
     p.add_argument("--out", default=str(HERE / "results" / "bench_startup.json"))
     args = p.parse_args(argv)
+    parts = args.parts.split(",")
     from _samples import machine, markdown_table, write_json
 
     result = {"machine": machine()}
-    print("commands:", flush=True)
-    result["commands"] = commands(args.runs)
-    print("reading resnet3d_34 weights:", flush=True)
-    result["reading"] = reading(args.read_runs)
+    if "commands" in parts:
+        print("commands:", flush=True)
+        result["commands"] = commands(args.runs, args.commands.split(","))
+    if "reading" in parts:
+        print("reading resnet3d_34 weights:", flush=True)
+        result["reading"] = reading(args.read_runs)
     result["machine_after"] = machine()["loadavg"]
-    print()
-    print(markdown_table([{k: v for k, v in r.items() if k not in ("times_s", "slowest_imports")}
-                          for r in result["commands"]]))
-    print()
-    print(markdown_table([{"command": r["command"], "slowest top-level imports": r["slowest_imports"]}
-                          for r in result["commands"]]))
-    print()
-    print(markdown_table(result["reading"]))
+    if "commands" in result:
+        print()
+        print(markdown_table([{k: v for k, v in r.items() if k not in ("times_s", "slowest_imports")}
+                              for r in result["commands"]]))
+        print()
+        print(markdown_table([{"command": r["command"], "slowest top-level imports": r["slowest_imports"]}
+                              for r in result["commands"]]))
+    if "reading" in result:
+        print()
+        print(markdown_table(result["reading"]))
     write_json(args.out, result)
 
 
