@@ -74,7 +74,7 @@ def machine() -> dict:
 def markdown_table(rows: list[dict]) -> str:
     if not rows:
         return "(no rows)"
-    headers = list(rows[0])
+    headers = list(dict.fromkeys(k for r in rows for k in r))  # every key, first-seen order
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(_fmt(r.get(h)) for h in headers) + " |" for r in rows]
     return "\n".join(lines)
@@ -82,6 +82,8 @@ def markdown_table(rows: list[dict]) -> str:
 
 def _fmt(v) -> str:
     if isinstance(v, float):
+        if v and abs(v) < 0.01:
+            return f"{v:.2g}"
         return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
     return "" if v is None else str(v)
 
