@@ -121,7 +121,7 @@ def time_process(cmd: list[str], runs: int, env: dict) -> list[float]:
     times = []
     for _ in range(runs):
         t = time.perf_counter()
-        r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
         times.append(time.perf_counter() - t)
         if r.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
@@ -245,7 +245,7 @@ def main(argv=None):
     if args.pipeline_2017:
         return pipeline_2017(args.pipeline_2017[0], args.pipeline_2017[1:], args.batch_size, args.workers)
 
-    from _samples import markdown_table, machine, sample_videos, write_json
+    from _samples import machine, markdown_table, sample_videos, write_json
 
     if shutil.which("ffmpeg") is None:
         sys.exit("the 2017 method needs the ffmpeg binary: apt-get update && apt-get install -y ffmpeg")

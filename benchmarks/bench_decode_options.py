@@ -68,7 +68,7 @@ def threading_rows(videos, repeat):
             for count in (1, 2, 0):
                 frames = decode(path, thread_type, count)
                 exact = len(frames) == len(ref) and all(np.array_equal(a, b) for a, b in zip(frames, ref))
-                fps = median_rate(lambda: decode(path, thread_type, count), len(ref), repeat)
+                fps = median_rate(lambda p=path, t=thread_type, c=count: decode(p, t, c), len(ref), repeat)
                 rows.append({"video": path.name, "thread_type": thread_type, "thread_count": count or "auto",
                              "frames_per_s": fps, "bit_identical": exact})
                 print(f"  {path.name:18s} {thread_type:5s} threads {count or 'auto':4} {fps:7.1f} frames/s "
@@ -91,7 +91,7 @@ def scaling_rows(videos, repeat):
         ref = np.stack(decode(path, convert=hub3d_path))
         ref_clip = normalize(ref, cfg)
         n = len(ref)
-        fps = median_rate(lambda: decode(path, convert=hub3d_path), n, repeat)
+        fps = median_rate(lambda p=path, f=hub3d_path: decode(p, convert=f), n, repeat)
         rows.append({"video": path.name, "scaling": "hub3d: rgb24 + torch resize + crop", "frames_per_s": fps,
                      "max_abs_diff_clip": 0.0, "mean_gray_diff": 0.0})
         print(f"  {path.name:18s} {rows[-1]['scaling']:44s} {fps:7.1f} frames/s", flush=True)
@@ -103,7 +103,7 @@ def scaling_rows(videos, repeat):
 
             out = np.stack(decode(path, convert=swscale))
             d = normalize(out, cfg) - ref_clip
-            fps = median_rate(lambda: decode(path, convert=swscale), n, repeat)
+            fps = median_rate(lambda p=path, f=swscale: decode(p, convert=f), n, repeat)
             rows.append({"video": path.name, "scaling": f"FFmpeg reformat {interp} + crop", "frames_per_s": fps,
                          "max_abs_diff_clip": float(d.abs().max()),
                          "mean_gray_diff": float(np.abs(out.astype(int) - ref).mean())})
@@ -137,13 +137,13 @@ def torchcodec_rows(videos, repeat):
     for path in videos:
         ref = np.stack(decode(path))
 
-        def run(threads):
+        def run(threads, path=path):
             dec = VideoDecoder(str(path), dimension_order="NHWC", num_ffmpeg_threads=threads)
             return dec.get_frames_in_range(0, len(dec)).data.numpy()
 
         for threads in (1, 0):
             out = run(threads)
-            fps = median_rate(lambda: run(threads), len(ref), repeat)
+            fps = median_rate(lambda t=threads: run(t), len(ref), repeat)
             exact = out.shape == ref.shape and bool((out == ref).all())
             rows.append({"video": path.name, "torchcodec threads": threads or "auto", "frames_per_s": fps,
                          "bit_identical_to_pyav": exact,
@@ -184,7 +184,7 @@ def split_rows(videos, batches, repeat):
             stop = threading.Event()
             decoded = [0]
 
-            def loop(count=count):
+            def loop(count=count, stop=stop, decoded=decoded):
                 torch.set_num_threads(1)
                 while not stop.is_set():
                     decoded[0] += len(decode(videos[0], "AUTO", count))

@@ -102,8 +102,9 @@ def main(argv=None):
     p.add_argument("--out", default=str(HERE / "results" / "bench_precision.json"))
     args = p.parse_args(argv)
 
-    import hub3d
     from _samples import machine, markdown_table, sample_videos, write_json
+
+    import hub3d
     from hub3d import hardware
 
     info = machine()

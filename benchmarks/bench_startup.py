@@ -51,8 +51,8 @@ COMMANDS = {
 def as_code(cli_args, code) -> str:
     if code is not None:
         return code
-    return ("import sys; sys.argv = ['hub3d'] + %r\nfrom hub3d.cli import main\n"
-            "try:\n    main(standalone_mode=False)\nexcept SystemExit:\n    pass\n" % (cli_args,))
+    return (f"import sys; sys.argv = ['hub3d'] + {cli_args!r}\nfrom hub3d.cli import main\n"
+            "try:\n    main(standalone_mode=False)\nexcept SystemExit:\n    pass\n")
 
 
 def modules_of(code: str, env) -> dict:
