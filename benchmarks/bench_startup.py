@@ -35,6 +35,7 @@ sys.path.insert(0, str(HERE))
 from bench_2017 import checkout_env, hub3d_entry, time_process  # noqa: E402
 
 WATCHED = ("torch", "numpy", "click", "av", "huggingface_hub", "safetensors", "PIL", "tqdm", "torchvision",
+           "sympy", "torch._dynamo", "torch.utils.flop_counter",
            "requests", "httpx", "hub3d.video", "hub3d.inference", "hub3d.hub", "hub3d.loader", "hub3d.checkpoint",
            "hub3d.train", "hub3d.data", "hub3d.cli.predict", "hub3d.cli.train", "hub3d.cli.hub")
 
