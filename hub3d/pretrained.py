@@ -52,6 +52,9 @@ class PretrainedCfg:
     crop_size: int = 112
     clip_len: int = 16
     clip_stride: Optional[int] = None  # None: clip_len (non-overlapping)
+    frame_step: int = 1  # frames apart inside a clip (the sampling rate: X3D-S takes 13 frames 6 apart)
+    fps: Optional[float] = None  # frame rate the weights were trained at
+    pathway_alpha: Optional[int] = None  # SlowFast: slow pathway takes T // alpha of the T frames
     interpolation: str = "bilinear"
 
     # Provenance.
