@@ -374,7 +374,7 @@ def test_forward_and_reset_classifier(name):
         assert pooled.shape == (1, model.num_features)
         assert logits.shape == (1, 3)
         assert torch.isfinite(logits).all()
-        if hub3d.model_family(name) not in FIXED_KERNEL_HEADS:
+        if hub3d.registry.model_family(name) not in FIXED_KERNEL_HEADS:
             torch.testing.assert_close(pooled, feats.mean(dim=(2, 3, 4)))
         torch.testing.assert_close(model(x), logits)
         model.reset_classifier(5)
