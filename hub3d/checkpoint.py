@@ -6,6 +6,7 @@ Layouts read (detected from the file, never from its name):
   serialisation, tensors saved on CUDA, no BatchNorm num_batches_tracked.
 - Hara 2020: {'epoch', 'arch', 'state_dict', 'optimizer', 'scheduler'}.
 - torchvision: a bare state dict.
+- PyTorchVideo: {'model_state': state dict, ...} (.pyth); its efficient_x3d files are bare state dicts.
 Pickled files are read with ``torch.load(weights_only=True)``: a file that would run code is refused.
 
 Formats only: nothing here builds a model or knows where files come from (hub3d.sources) or how a model is
@@ -37,7 +38,7 @@ PathLike = Union[str, os.PathLike]
 @dataclass
 class Checkpoint:
     state_dict: dict
-    layout: str  # "hub3d" | "hara2018" | "hara2020" | "state_dict"
+    layout: str  # "hub3d" | "hara2018" | "hara2020" | "pytorchvideo" | "state_dict"
     path: Path
     arch: Optional[str] = None  # the original 'arch' string, or the hub3d model name
     config: dict = field(default_factory=dict)  # hub3d config.json (hub3d layout only)
@@ -78,6 +79,8 @@ def read_checkpoint(path: PathLike) -> Checkpoint:
         state_dict = obj["state_dict"]
         layout = "hara2020" if "scheduler" in obj else "hara2018"
         arch = obj.get("arch") if isinstance(obj.get("arch"), str) else None
+    elif isinstance(obj, dict) and isinstance(obj.get("model_state"), dict):  # PyTorchVideo / PySlowFast .pyth
+        state_dict, layout, arch = obj["model_state"], "pytorchvideo", None
     elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         state_dict, layout, arch = obj, "state_dict", None
     else:

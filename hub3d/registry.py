@@ -196,7 +196,7 @@ def model_info(name: str, num_classes: Optional[int] = None, tag: Union[None, st
     with torch.device("meta"):
         model = create_model(name, num_classes=num_classes, pretrained_cfg=cfg)
         channels = model.arch_kwargs.get("n_input_channels", 3)
-        x = torch.empty(1, channels, cfg.clip_len, cfg.crop_size, cfg.crop_size)
+        x = model.example_input(1, cfg.clip_len, cfg.crop_size, channels)  # a list for SlowFast
         counter = FlopCounterMode(display=False)
         with counter, torch.no_grad():
             model.eval()(x)
@@ -206,6 +206,6 @@ def model_info(name: str, num_classes: Optional[int] = None, tag: Union[None, st
         params=sum(p.numel() for p in model.parameters()),
         gflops=counter.get_total_flops() / 1e9,
         num_features=model.num_features,
-        input_size=(channels, cfg.clip_len, cfg.crop_size, cfg.crop_size),
+        input_size=(channels, cfg.clip_len, *((cfg.crop_size,) * 2 if isinstance(cfg.crop_size, int) else cfg.crop_size)),
         tags=list_tags(name),
     )

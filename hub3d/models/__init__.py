@@ -11,5 +11,8 @@ from . import densenet3d  # noqa: F401
 from . import resnet2p1d  # noqa: F401
 from . import torchvision_resnet  # noqa: F401
 from . import motion_demo  # noqa: F401
+from . import pytorchvideo_resnet  # noqa: F401
+from . import x3d  # noqa: F401
+from . import s3d  # noqa: F401
 from .base import VideoModel  # noqa: F401
 from .family import Family  # noqa: F401

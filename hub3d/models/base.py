@@ -71,12 +71,21 @@ class VideoModel(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     def get_classifier(self) -> nn.Module:
-        return getattr(self, self.classifier_name)
+        return self.get_submodule(self.classifier_name)  # a dotted path where the original nests it
+
+    def new_classifier(self, num_classes: int, device=None) -> nn.Module:
+        """A fresh classifier for num_classes (families whose classifier is a 1x1x1 conv override this)."""
+        return nn.Linear(self.num_features, num_classes, device=device)
+
+    def example_input(self, batch_size: int = 1, clip_len: int = 16, size=112, channels: int = 3):
+        """A zero input as forward takes it (list-input models, e.g. SlowFast, override this)."""
+        h, w = (size, size) if isinstance(size, int) else size
+        return torch.zeros(batch_size, channels, clip_len, h, w)
 
     @property
     def num_classes(self) -> int:
         fc = self.get_classifier()
-        return fc.out_features if isinstance(fc, nn.Linear) else 0
+        return getattr(fc, "out_features", getattr(fc, "out_channels", 0))
 
     def reset_classifier(self, num_classes: int, labels: Optional[Sequence[str]] = None) -> None:
         """Replace the classifier with a fresh one for num_classes (0: no classifier, forward gives features)."""
@@ -86,12 +95,13 @@ class VideoModel(nn.Module):
         old = self.get_classifier()
         device = next(self.parameters()).device
         if num_classes > 0:
-            fc = nn.Linear(self.num_features, num_classes, device=device)
-            if isinstance(old, nn.Linear):
+            fc = self.new_classifier(num_classes, device=device)
+            if isinstance(getattr(old, "weight", None), torch.Tensor):
                 fc.to(old.weight.dtype)
         else:
             fc = nn.Identity()
-        setattr(self, self.classifier_name, fc)
+        parent, _, leaf = self.classifier_name.rpartition(".")  # a dotted path for nested heads (blocks.5.proj)
+        setattr(self.get_submodule(parent) if parent else self, leaf, fc)
         if meta is not None:
             self.meta = meta
 
