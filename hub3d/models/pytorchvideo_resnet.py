@@ -29,6 +29,7 @@ from torch import nn
 from ..pretrained import PretrainedCfg
 from ..registry import register_model
 from .base import VideoModel
+from .family import Family
 
 PTV_MEAN = (0.45, 0.45, 0.45)
 PTV_STD = (0.225, 0.225, 0.225)
@@ -330,14 +331,40 @@ def build_resnet(depth: int, stem_kernel, conv_a_kernels, head_kernel, num_class
 SLOW_CONV_A = ((1, 1, 1), (1, 1, 1), (3, 1, 1), (3, 1, 1))
 
 
-@register_model(pretrained={"kinetics400": pytorchvideo_cfg(
+
+def detect(state_dict: dict) -> bool:
+    """Is this a PyTorchVideo ResNet-style state dict (Net with a basic head)?"""
+    return "blocks.0.conv.weight" in state_dict or "blocks.0.multipathway_blocks.0.conv.weight" in state_dict
+
+
+def remap_state_dict(state_dict: dict) -> dict:
+    """PyTorchVideo files already use our names."""
+    return dict(state_dict)
+
+
+def infer_arch_kwargs(state_dict: dict) -> dict:
+    """num_classes and input channels, from the head's projection and the stem."""
+    kwargs = {}
+    heads = [k for k in state_dict if k.startswith("blocks.") and k.endswith(".proj.weight")]
+    if heads:
+        kwargs["num_classes"] = state_dict[max(heads, key=lambda k: int(k.split(".")[1]))].shape[0]
+    for key in ("blocks.0.conv.weight", "blocks.0.multipathway_blocks.0.conv.weight"):
+        if key in state_dict:
+            kwargs["n_input_channels"] = state_dict[key].shape[1]
+    return kwargs
+
+
+FAMILY = Family("pytorchvideo_resnet", remap_state_dict=remap_state_dict, infer_arch_kwargs=infer_arch_kwargs, detect=detect)
+
+
+@register_model(family=FAMILY, pretrained={"kinetics400": pytorchvideo_cfg(
     "SLOW_8x8_R50.pyth", 74.58, 91.63, 8, 8, 256, "https://arxiv.org/abs/1812.03982", CITATION_SLOWFAST)})
 def slow_r50(num_classes: int = 400, **kwargs):
     """PyTorchVideo's Slow-only R50 (8x8): (1, 7, 7) stem, temporal convs in res4-res5, 2048-d features."""
     return build_resnet(50, (1, 7, 7), SLOW_CONV_A, (8, 7, 7), num_classes, **kwargs)
 
 
-@register_model(pretrained={"kinetics400": pytorchvideo_cfg(
+@register_model(family=FAMILY, pretrained={"kinetics400": pytorchvideo_cfg(
     "C2D_8x8_R50.pyth", 71.46, 89.68, 8, 8, 256, "https://arxiv.org/abs/1711.07971", CITATION_SLOWFAST)})
 def c2d_r50(num_classes: int = 400, **kwargs):
     """PyTorchVideo's C2D R50 (8x8): 2D convolutions only, a (2, 1, 1) max pool after res2, 2048-d features."""
@@ -347,14 +374,14 @@ def c2d_r50(num_classes: int = 400, **kwargs):
 I3D_CONV_A = ((3, 1, 1), [(3, 1, 1), (1, 1, 1)], [(3, 1, 1), (1, 1, 1)], [(1, 1, 1), (3, 1, 1)])
 
 
-@register_model(pretrained={"kinetics400": pytorchvideo_cfg(
+@register_model(family=FAMILY, pretrained={"kinetics400": pytorchvideo_cfg(
     "I3D_8x8_R50.pyth", 73.27, 90.70, 8, 8, 256, "https://arxiv.org/abs/1705.07750", CITATION_I3D)})
 def i3d_r50(num_classes: int = 400, **kwargs):
     """PyTorchVideo's I3D R50 (8x8): (5, 7, 7) stem, alternating inflated blocks, (2, 1, 1) pool after res2."""
     return build_resnet(50, (5, 7, 7), I3D_CONV_A, (4, 7, 7), num_classes, stage1_pool=True, **kwargs)
 
 
-@register_model(pretrained={"kinetics400": pytorchvideo_cfg(
+@register_model(family=FAMILY, pretrained={"kinetics400": pytorchvideo_cfg(
     "R2PLUS1D_16x4_R50.pyth", 76.01, 92.23, 16, 4, 256, "https://arxiv.org/abs/1711.11248", CITATION_R2PLUS1D,
     notes=PTV_NOTE + " The original head applies a softmax in eval; hub3d's model gives logits.")})
 def r2plus1d_r50(num_classes: int = 400, **kwargs):
@@ -364,7 +391,7 @@ def r2plus1d_r50(num_classes: int = 400, **kwargs):
                         temporal_strides=(1, 1, 2, 2), **kwargs)
 
 
-@register_model(pretrained={"kinetics400": pytorchvideo_cfg(
+@register_model(family=FAMILY, pretrained={"kinetics400": pytorchvideo_cfg(
     "CSN_32x2_R101.pyth", 77.00, 92.90, 32, 2, 256, "https://arxiv.org/abs/1904.02811", CITATION_CSN)})
 def csn_r101(num_classes: int = 400, **kwargs):
     """PyTorchVideo's ir-CSN-101 (32x2): depthwise (3, 3, 3) conv_b, temporal strides in res3-res5."""
@@ -467,13 +494,13 @@ def slowfast_cfg(file: str, acc1: float, acc5: float) -> PretrainedCfg:
                             pathway_alpha=4)
 
 
-@register_model(pretrained={"kinetics400": slowfast_cfg("SLOWFAST_8x8_R50.pyth", 76.94, 92.69)})
+@register_model(family=FAMILY, pretrained={"kinetics400": slowfast_cfg("SLOWFAST_8x8_R50.pyth", 76.94, 92.69)})
 def slowfast_r50(num_classes: int = 400, **kwargs):
     """PyTorchVideo's SlowFast R50 (8x8, alpha 4): input [slow 8 frames, fast 32 frames], 2304-d features."""
     return SlowFast(50, 7, num_classes, **kwargs)
 
 
-@register_model(pretrained={"kinetics400": slowfast_cfg("SLOWFAST_8x8_R101.pyth", 77.90, 93.27)})
+@register_model(family=FAMILY, pretrained={"kinetics400": slowfast_cfg("SLOWFAST_8x8_R101.pyth", 77.90, 93.27)})
 def slowfast_r101(num_classes: int = 400, **kwargs):
     """PyTorchVideo's SlowFast R101 (8x8, alpha 4, (5, 1, 1) fusion): [slow 8, fast 32 frames], 2304-d features."""
     return SlowFast(101, 5, num_classes, **kwargs)
@@ -481,24 +508,3 @@ def slowfast_r101(num_classes: int = 400, **kwargs):
 
 # ---------------------------------------------------------------------------------------------------------
 # Family facts (module level, for the Family layer).
-
-def detect(state_dict: dict) -> bool:
-    """Is this a PyTorchVideo ResNet-style state dict (Net with a basic head)?"""
-    return "blocks.0.conv.weight" in state_dict or "blocks.0.multipathway_blocks.0.conv.weight" in state_dict
-
-
-def remap_state_dict(state_dict: dict) -> dict:
-    """PyTorchVideo files already use our names."""
-    return dict(state_dict)
-
-
-def infer_arch_kwargs(state_dict: dict) -> dict:
-    """num_classes and input channels, from the head's projection and the stem."""
-    kwargs = {}
-    heads = [k for k in state_dict if k.startswith("blocks.") and k.endswith(".proj.weight")]
-    if heads:
-        kwargs["num_classes"] = state_dict[max(heads, key=lambda k: int(k.split(".")[1]))].shape[0]
-    for key in ("blocks.0.conv.weight", "blocks.0.multipathway_blocks.0.conv.weight"):
-        if key in state_dict:
-            kwargs["n_input_channels"] = state_dict[key].shape[1]
-    return kwargs

@@ -17,6 +17,7 @@ from torch import nn
 from ..pretrained import TORCHVISION_KINETICS_MEAN, TORCHVISION_KINETICS_STD, PretrainedCfg
 from ..registry import register_model
 from .base import VideoModel
+from .family import Family
 from .pytorchvideo_resnet import fixed_kernel_pool
 
 CITATION_S3D = (
@@ -98,7 +99,24 @@ class S3D(VideoModel):
         return self.classifier(x).mean(dim=(2, 3, 4))
 
 
-@register_model(pretrained={"kinetics400": PretrainedCfg(
+
+def detect(state_dict: dict) -> bool:
+    return "features.0.0.0.weight" in state_dict and "classifier.1.weight" in state_dict
+
+
+def remap_state_dict(state_dict: dict) -> dict:
+    return dict(state_dict)
+
+
+def infer_arch_kwargs(state_dict: dict) -> dict:
+    w = state_dict.get("classifier.1.weight")
+    return {} if w is None else {"num_classes": w.shape[0]}
+
+
+FAMILY = Family("s3d", remap_state_dict=remap_state_dict, infer_arch_kwargs=infer_arch_kwargs, detect=detect)
+
+
+@register_model(family=FAMILY, pretrained={"kinetics400": PretrainedCfg(
     num_classes=400,
     labels="kinetics400.txt",
     labels_verified=True,  # torchvision's categories: the alphabetical Kinetics-400 names
@@ -124,16 +142,3 @@ class S3D(VideoModel):
 def s3d(num_classes: int = 400, **kwargs):
     """torchvision's S3D: separable Inception 3D, 1024-d features, Kinetics-400 from torchvision."""
     return S3D(num_classes=num_classes, **kwargs)
-
-
-def detect(state_dict: dict) -> bool:
-    return "features.0.0.0.weight" in state_dict and "classifier.1.weight" in state_dict
-
-
-def remap_state_dict(state_dict: dict) -> dict:
-    return dict(state_dict)
-
-
-def infer_arch_kwargs(state_dict: dict) -> dict:
-    w = state_dict.get("classifier.1.weight")
-    return {} if w is None else {"num_classes": w.shape[0]}

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..registry import register_model
 from .base import VideoModel
+from .family import Family
 from .pytorchvideo_resnet import (
     PTV_NOTE,
     BasicHead,
@@ -130,25 +131,46 @@ def x3d_cfg(name: str, acc1: float, acc5: float, clip_len: int, frame_step: int,
     return pytorchvideo_cfg(f"{name}.pyth", acc1, acc5, clip_len, frame_step, test_size, X3D_PAPER, CITATION_X3D)
 
 
-@register_model(pretrained={"kinetics400": x3d_cfg("X3D_XS", 69.12, 88.63, 4, 12, 182)})
+
+def detect(state_dict: dict) -> bool:
+    """X3D (``blocks.0.conv.conv_t``) or EfficientX3d (``s1.pathway0_stem_conv_xy``) state dicts."""
+    return "blocks.0.conv.conv_t.weight" in state_dict or "s1.pathway0_stem_conv_xy.kernel.conv.weight" in state_dict
+
+
+def remap_state_dict(state_dict: dict) -> dict:
+    """The released files already use our names."""
+    return dict(state_dict)
+
+
+def infer_arch_kwargs(state_dict: dict) -> dict:
+    for key in ("blocks.5.proj.weight", "projection.model.weight"):
+        if key in state_dict:
+            return {"num_classes": state_dict[key].shape[0]}
+    return {}
+
+
+FAMILY = Family("x3d", remap_state_dict=remap_state_dict, infer_arch_kwargs=infer_arch_kwargs, detect=detect)
+
+
+@register_model(family=FAMILY, pretrained={"kinetics400": x3d_cfg("X3D_XS", 69.12, 88.63, 4, 12, 182)})
 def x3d_xs(num_classes: int = 400, **kwargs):
     """X3D-XS (4x12, trained at 160, tested at 182): 2048-d features."""
     return build_x3d(4, 160, num_classes=num_classes, **kwargs)
 
 
-@register_model(pretrained={"kinetics400": x3d_cfg("X3D_S", 73.33, 91.27, 13, 6, 182)})
+@register_model(family=FAMILY, pretrained={"kinetics400": x3d_cfg("X3D_S", 73.33, 91.27, 13, 6, 182)})
 def x3d_s(num_classes: int = 400, **kwargs):
     """X3D-S (13x6, trained at 160, tested at 182): 2048-d features."""
     return build_x3d(13, 160, num_classes=num_classes, **kwargs)
 
 
-@register_model(pretrained={"kinetics400": x3d_cfg("X3D_M", 75.94, 92.72, 16, 5, 256)})
+@register_model(family=FAMILY, pretrained={"kinetics400": x3d_cfg("X3D_M", 75.94, 92.72, 16, 5, 256)})
 def x3d_m(num_classes: int = 400, **kwargs):
     """X3D-M (16x5, trained at 224, tested at 256): 2048-d features."""
     return build_x3d(16, 224, num_classes=num_classes, **kwargs)
 
 
-@register_model(pretrained={"kinetics400": x3d_cfg("X3D_L", 77.44, 93.31, 16, 5, 356)})
+@register_model(family=FAMILY, pretrained={"kinetics400": x3d_cfg("X3D_L", 77.44, 93.31, 16, 5, 356)})
 def x3d_l(num_classes: int = 400, **kwargs):
     """X3D-L (16x5, depth x5, trained at 312, tested at 356): 2048-d features."""
     return build_x3d(16, 312, depth_factor=5.0, num_classes=num_classes, **kwargs)
@@ -271,13 +293,13 @@ def efficient_cfg(expansion: str, acc1: float, acc5: float, clip_len: int, frame
     )
 
 
-@register_model(pretrained={"kinetics400": efficient_cfg("xs", 68.5, 88.0, 4, 12, 182)})
+@register_model(family=FAMILY, pretrained={"kinetics400": efficient_cfg("xs", 68.5, 88.0, 4, 12, 182)})
 def efficient_x3d_xs(num_classes: int = 400, **kwargs):
     """PyTorchVideo's mobile-CPU X3D-XS (EfficientX3d): global-average head, 2048-d features."""
     return EfficientX3d("XS", num_classes=num_classes, **kwargs)
 
 
-@register_model(pretrained={"kinetics400": efficient_cfg("s", 73.0, 90.6, 13, 6, 182)})
+@register_model(family=FAMILY, pretrained={"kinetics400": efficient_cfg("s", 73.0, 90.6, 13, 6, 182)})
 def efficient_x3d_s(num_classes: int = 400, **kwargs):
     """PyTorchVideo's mobile-CPU X3D-S (EfficientX3d, the XS network trained on 13x6 clips): 2048-d features."""
     return EfficientX3d("S", num_classes=num_classes, **kwargs)
@@ -285,19 +307,3 @@ def efficient_x3d_s(num_classes: int = 400, **kwargs):
 
 # ---------------------------------------------------------------------------------------------------------
 # Family facts (module level, for the Family layer).
-
-def detect(state_dict: dict) -> bool:
-    """X3D (``blocks.0.conv.conv_t``) or EfficientX3d (``s1.pathway0_stem_conv_xy``) state dicts."""
-    return "blocks.0.conv.conv_t.weight" in state_dict or "s1.pathway0_stem_conv_xy.kernel.conv.weight" in state_dict
-
-
-def remap_state_dict(state_dict: dict) -> dict:
-    """The released files already use our names."""
-    return dict(state_dict)
-
-
-def infer_arch_kwargs(state_dict: dict) -> dict:
-    for key in ("blocks.5.proj.weight", "projection.model.weight"):
-        if key in state_dict:
-            return {"num_classes": state_dict[key].shape[0]}
-    return {}
