@@ -83,7 +83,7 @@ def _load_checkpoint(
         labels = ckpt.config.get("labels")
     else:
         cfg = cfg_for_checkpoint(name, ckpt, tag)
-        kwargs = {**cfg.arch_kwargs, **infer_arch_kwargs(ckpt.state_dict), **arch_kwargs}
+        kwargs = {**cfg.arch_kwargs, **family_arch_kwargs(name, ckpt.state_dict), **arch_kwargs}
         labels = None
     weights_classes = kwargs.pop("num_classes", cfg.num_classes)
     if cfg.num_classes != weights_classes:
@@ -100,6 +100,18 @@ def _load_checkpoint(
     return model
 
 
+def family_arch_kwargs(name: str, state_dict: dict) -> dict:
+    """What a state dict determines: the family module's own ``infer_arch_kwargs`` where it has one (I3D, C3D,
+    P3D: their keys are not the ResNets'), else checkpoint.infer_arch_kwargs. (Transitional: the Family layer
+    replaces this look-up.)"""
+    import sys
+
+    from .registry import _entrypoints
+
+    family_infer = getattr(sys.modules[_entrypoints[name].__module__], "infer_arch_kwargs", None)
+    return (family_infer or infer_arch_kwargs)(state_dict)
+
+
 def cfg_for_checkpoint(name: str, ckpt: Checkpoint, tag: Optional[str] = None) -> PretrainedCfg:
     """The PretrainedCfg (preprocessing, labels) that goes with an original checkpoint of model ``name``.
 
@@ -112,7 +124,7 @@ def cfg_for_checkpoint(name: str, ckpt: Checkpoint, tag: Optional[str] = None) -
     for cfg in cfgs:
         if cfg.file and cfg.file == ckpt.path.name:
             return cfg
-    classes = infer_arch_kwargs(ckpt.state_dict).get("num_classes")
+    classes = family_arch_kwargs(name, ckpt.state_dict).get("num_classes")
     release = LAYOUT_RELEASE.get(ckpt.layout)
     same_classes = [c for c in cfgs if c.num_classes == classes]
     for cfg in same_classes:

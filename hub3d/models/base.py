@@ -40,19 +40,18 @@ class VideoModel(nn.Module):
 
     @property
     def num_classes(self) -> int:
-        fc = self.get_classifier()
-        return fc.out_features if isinstance(fc, nn.Linear) else 0
+        return getattr(self.get_classifier(), "out_features", 0)
 
     def reset_classifier(self, num_classes: int, labels: Optional[Sequence[str]] = None) -> None:
         """Replace the classifier with a fresh one for num_classes (0: no classifier, forward gives features)."""
         if labels is not None and len(labels) != num_classes:
             raise ValueError(f"{len(labels)} labels given for {num_classes} classes")
-        old = self.get_classifier()
+        old_params = list(self.get_classifier().parameters())
         device = next(self.parameters()).device
         if num_classes > 0:
-            fc = nn.Linear(self.num_features, num_classes, device=device)
-            if isinstance(old, nn.Linear):
-                fc.to(old.weight.dtype)
+            fc = self.new_classifier(num_classes).to(device)
+            if old_params:
+                fc.to(old_params[0].dtype)
         else:
             fc = nn.Identity()
         setattr(self, self.classifier_name, fc)
@@ -63,6 +62,11 @@ class VideoModel(nn.Module):
                 num_classes=num_classes, labels=None, labels_verified=labels is not None
             )
         self.labels = list(labels) if labels is not None else [f"class_{i}" for i in range(num_classes)]
+
+    def new_classifier(self, num_classes: int) -> nn.Module:
+        """A fresh classifier for num_classes; families whose original classifier is no nn.Linear override this
+        (its parameter names must stay the original's, so that saved models load back)."""
+        return nn.Linear(self.num_features, num_classes)
 
     # Stages in forward order, for fine-tuning "from a stage on"; the first one stands for the whole stem
     # (every module not under a later stage). Families override where names differ.
