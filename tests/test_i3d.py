@@ -143,11 +143,12 @@ def test_param_count_of_the_original():
         trunk += unit(cin, w3, 1)
     head = 1024 * 400 + 400
     assert trunk == 12_287_264  # "12.3 M + head"
-    assert hub3d.model_info("i3d").params == trunk + head == 12_697_264
-    assert hub3d.model_info("i3d_flow").params == trunk + head - 64 * 343  # 2 input channels
     with torch.device("meta"):
-        charades = hub3d.create_model("i3d", num_classes=157)
+        rgb, charades = hub3d.create_model("i3d"), hub3d.create_model("i3d", num_classes=157)
+    assert sum(p.numel() for p in rgb.parameters()) == trunk + head == 12_697_264
     assert sum(p.numel() for p in charades.parameters()) == trunk + 1024 * 157 + 157
+    info = hub3d.model_info("i3d_flow")  # also runs the 2-channel default input through the FLOP counter
+    assert info.params == trunk + head - 64 * 343 and info.input_size == (2, 64, 224, 224) and info.gflops > 100
 
 
 def test_bn_eps_and_momentum():
