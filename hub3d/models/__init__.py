@@ -9,4 +9,5 @@ from . import torchvision_resnet  # noqa: F401
 from . import motion_demo  # noqa: F401
 from . import i3d  # noqa: F401
 from . import c3d  # noqa: F401
+from . import p3d  # noqa: F401
 from .base import VideoModel  # noqa: F401
