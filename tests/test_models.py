@@ -329,7 +329,7 @@ def test_full_size_shapes_on_meta(name):
     model = meta_model(name).eval()
     if expected_num_features(name) is not None:
         assert model.num_features == expected_num_features(name)
-    x = torch.empty(2, 3, 16, 112, 112, device="meta")
+    x = torch.empty(2, in_channels(model), 16, 112, 112, device="meta")
     with torch.no_grad():
         feats = model.forward_features(x)
         assert tuple(feats.shape[:2]) == (2, model.num_features)
@@ -337,6 +337,15 @@ def test_full_size_shapes_on_meta(name):
             assert tuple(feats.shape[2:]) == feature_map_shape(name)
         assert tuple(model.forward_head(feats, pre_logits=True).shape) == (2, model.num_features)
         assert tuple(model.forward_head(feats).shape) == (2, model.pretrained_cfg.num_classes)
+
+
+def in_channels(model):
+    return model.arch_kwargs.get("n_input_channels", 3)
+
+
+def small_size(name):
+    """C3D's fc6 fixes its input at 112x112; everything else runs on 32x32."""
+    return 112 if name == "c3d" else 32
 
 
 def small_variant(name):
@@ -359,7 +368,7 @@ def small_variant(name):
 def test_forward_and_reset_classifier(name):
     torch.manual_seed(0)
     model = hub3d.create_model(name, num_classes=3, **small_variant(name)).eval()
-    x = torch.randn(1, 3, 16, 32, 32)
+    x = torch.randn(1, in_channels(model), 16, small_size(name), small_size(name))
     with torch.no_grad():
         feats = model.forward_features(x)
         pooled = model.forward_head(feats, pre_logits=True)

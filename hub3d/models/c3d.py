@@ -6,8 +6,8 @@ Parameter names are DavideA/c3d-pytorch's (conv1, conv2, conv3a ... conv5b, fc6,
 the content by :func:`remap_state_dict`.
 
 ``model(x)`` gives fc8 logits; the pooled features (``forward_head(..., pre_logits=True)``) are fc7 after ReLU,
-4096-d. fc6 takes the flattened 512 x 1 x 4 x 4 pool5 map, so the input must be 16 x 112 x 112 (3 x 16 x 112 x 112
-clips of frames resized to 128 x 171, as the original).
+4096-d (``forward_features`` runs up to fc7: C3D has no conv map to pool at its end). fc6 takes the flattened
+512 x 1 x 4 x 4 pool5 map, so clips must be 16 x 112 x 112 (cropped from frames resized to 128 x 171).
 """
 from __future__ import annotations
 
@@ -55,22 +55,23 @@ class C3D(VideoModel):
         self.dropout = nn.Dropout(dropout)
 
     def forward_features(self, x):
-        """The pool5 map, (B, 512, 1, 4, 4) for 16 x 112 x 112 clips."""
+        """fc7 after ReLU as a (B, 4096, 1, 1, 1) map (C3D's features: fc6 / fc7 stand where other families'
+        last conv stage does), so that pooling it gives the fc7 vector as for every hub3d model."""
         for name, _, _ in CONVS:
             x = self.relu(getattr(self, name)(x))
             if name in POOL_AFTER:
                 x = getattr(self, POOL_AFTER[name])(x)
-        return x
-
-    def forward_head(self, x, pre_logits: bool = False):
         if tuple(x.shape[1:]) != POOL5_SHAPE:
             raise ValueError(
                 f"C3D's fc6 takes a {'x'.join(map(str, POOL5_SHAPE))} pool5 map, i.e. 16x112x112 clips; got a "
                 f"{'x'.join(map(str, x.shape[1:]))} map (resize frames to 128x171, crop 112, 16-frame clips)"
             )
         x = self.dropout(self.relu(self.fc6(x.flatten(1))))
-        x = self.dropout(self.relu(self.fc7(x)))
-        return x if pre_logits else self.fc8(x)
+        return self.relu(self.fc7(x))[:, :, None, None, None]
+
+    def forward_head(self, x, pre_logits: bool = False):
+        x = x.mean(dim=(2, 3, 4))
+        return x if pre_logits else self.fc8(self.dropout(x))
 
 
 # ---------------------------------------------------------------------------------------------------------
