@@ -27,7 +27,9 @@ MIXED = [
     ("Mixed_5b", 832, (256, 160, 320, 32, 128, 128)),
     ("Mixed_5c", 832, (384, 192, 384, 48, 128, 128)),
 ]
-POOLS_BEFORE = {"Mixed_3b": ((1, 3, 3), (1, 2, 2)), "Mixed_4b": ((3, 3, 3), (2, 2, 2)), "Mixed_5b": ((2, 2, 2), (2, 2, 2))}
+POOLS_BEFORE = {  # MaxPool3d_3a, 4a, 5a: (kernel, stride)
+    "Mixed_3b": ((1, 3, 3), (1, 2, 2)), "Mixed_4b": ((3, 3, 3), (2, 2, 2)), "Mixed_5b": ((2, 2, 2), (2, 2, 2)),
+}
 
 
 def tf_same(x, kernel, stride):
@@ -107,7 +109,8 @@ def hassony2_key(key: str) -> str:
 
 @pytest.mark.parametrize(
     "size,kernel,stride,front,back",
-    [(224, 7, 2, 2, 3), (5, 3, 2, 1, 1), (6, 3, 2, 0, 1), (7, 2, 2, 0, 1), (8, 2, 2, 0, 0), (4, 3, 1, 1, 1), (9, 1, 1, 0, 0)],
+    [(224, 7, 2, 2, 3), (5, 3, 2, 1, 1), (6, 3, 2, 0, 1), (7, 2, 2, 0, 1), (8, 2, 2, 0, 0), (4, 3, 1, 1, 1),
+     (9, 1, 1, 0, 0)],
 )
 def test_same_padding_by_hand(size, kernel, stride, front, back):
     x = torch.ones(1, 1, 1, 1, size)
@@ -117,7 +120,7 @@ def test_same_padding_by_hand(size, kernel, stride, front, back):
 
 
 def test_unit3d_same_conv_values_by_hand():
-    """A ones (1, 1, 3) kernel, stride 2, on width 6: TF pads 0 in front and 1 behind -> windows (0,1,2), (2,3,4), (4,5,pad)."""
+    """A ones (1, 1, 3) kernel, stride 2, on width 6: TF pads 0 in front, 1 behind -> (0,1,2), (2,3,4), (4,5,pad)."""
     unit = Unit3D(1, 1, (1, 1, 3), (1, 1, 2)).eval()
     unit.conv3d.weight.data.fill_(1.0)
     unit.bn.running_var.fill_(1 - 1e-3)  # BN becomes the identity: (x - 0) / sqrt(1 - eps + eps)

@@ -9,10 +9,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from test_i3d import MIXED
 
 import hub3d
 from hub3d.inflate import inflate, inflate_kernel
-from test_i3d import MIXED
 
 RESNETS = {"resnet3d_18": ([2, 2, 2, 2], False), "resnet3d_50": ([3, 4, 6, 3], True)}
 

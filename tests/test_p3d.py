@@ -31,8 +31,12 @@ def ref_p3d(sd, x, layers, st="ABC"):
             if two_d:
                 out = F.relu(bn(sd, f"{p}.bn_normal", F.conv2d(out, sd[f"{p}.conv_normal.weight"], padding=1)))
             else:
-                s = lambda y: F.relu(bn(sd, f"{p}.bn2", F.conv3d(y, sd[f"{p}.conv2.weight"], padding=(0, 1, 1))))  # noqa
-                t = lambda y: F.relu(bn(sd, f"{p}.bn3", F.conv3d(y, sd[f"{p}.conv3.weight"], padding=(1, 0, 0))))  # noqa
+                def s(y, p=p):  # S: 1x3x3
+                    return F.relu(bn(sd, f"{p}.bn2", F.conv3d(y, sd[f"{p}.conv2.weight"], padding=(0, 1, 1))))
+
+                def t(y, p=p):  # T: 3x1x1
+                    return F.relu(bn(sd, f"{p}.bn3", F.conv3d(y, sd[f"{p}.conv3.weight"], padding=(1, 0, 0))))
+
                 kind = st[n % len(st)]
                 out = t(s(out)) if kind == "A" else s(out) + t(out) if kind == "B" else s(out) + t(s(out))
             out = bn(sd, f"{p}.bn4", conv(out, sd[f"{p}.conv4.weight"]))

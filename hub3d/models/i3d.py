@@ -245,7 +245,7 @@ I3D_NOTES = (
 
 
 def i3d_cfg(stream: str, dataset: str, **changes) -> PretrainedCfg:
-    """Preprocessing of the released I3D weights: frames scaled to [-1, 1], short side 256, center crop 224, 64 frames."""
+    """Preprocessing of the released I3D weights: [-1, 1] values, short side 256, center crop 224, 64 frames."""
     channels = 3 if stream == "rgb" else 2
     file = f"{stream}_{'imagenet' if dataset == 'kinetics400' else dataset}.pt"
     base = dict(
