@@ -38,6 +38,7 @@ _LAZY = {
     "ClipSpec": "specs",
     "RunSpec": "specs",
     "resolve_clip_spec": "specs",
+    "inflate": "inflate",
 }
 
 

@@ -330,7 +330,7 @@ def test_full_size_shapes_on_meta(name):
     if expected_num_features(name) is not None:
         assert model.num_features == expected_num_features(name)
     with torch.device("meta"):
-        x = model.example_input(2, 16, 112)  # a [slow, fast] list for SlowFast
+        x = model.example_input(2, 16, 112, in_channels(model))  # a [slow, fast] list for SlowFast
     with torch.no_grad():
         feats = model.forward_features(x)
         assert tuple(feats.shape[:2]) == (2, model.num_features)
@@ -338,6 +338,15 @@ def test_full_size_shapes_on_meta(name):
             assert tuple(feats.shape[2:]) == feature_map_shape(name)
         assert tuple(model.forward_head(feats, pre_logits=True).shape) == (2, model.num_features)
         assert tuple(model.forward_head(feats).shape) == (2, model.pretrained_cfg.num_classes)
+
+
+def in_channels(model):
+    return model.arch_kwargs.get("n_input_channels", 3)
+
+
+def small_size(name):
+    """C3D's fc6 fixes its input at 112x112; everything else runs on 32x32."""
+    return 112 if name == "c3d" else 32
 
 
 def small_variant(name):
@@ -364,7 +373,7 @@ FIXED_KERNEL_HEADS = ("pytorchvideo_resnet", "x3d", "s3d")
 def test_forward_and_reset_classifier(name):
     torch.manual_seed(0)
     model = hub3d.create_model(name, num_classes=3, **small_variant(name)).eval()
-    x = model.example_input(1, 16, 32)
+    x = model.example_input(1, 16, small_size(name), in_channels(model))
     x = [torch.randn_like(t) for t in x] if isinstance(x, list) else torch.randn_like(x)
     with torch.no_grad():
         feats = model.forward_features(x)

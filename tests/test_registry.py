@@ -49,7 +49,8 @@ def test_every_tag_is_consistent():
             names = cfg.class_names()  # label file length must match num_classes
             assert len(names) == cfg.num_classes
             assert cfg.file or cfg.url, f"{name}.{tag} has no source"
-            assert len(cfg.mean) == 3 and len(cfg.std) == 3
+            channels = cfg.arch_kwargs.get("n_input_channels", 3)  # 2 for optical-flow weights
+            assert len(cfg.mean) == channels and len(cfg.std) == channels
 
 
 def test_list_models_and_pretrained():

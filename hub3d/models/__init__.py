@@ -14,5 +14,8 @@ from . import motion_demo  # noqa: F401
 from . import pytorchvideo_resnet  # noqa: F401
 from . import x3d  # noqa: F401
 from . import s3d  # noqa: F401
+from . import i3d  # noqa: F401
+from . import c3d  # noqa: F401
+from . import p3d  # noqa: F401
 from .base import VideoModel  # noqa: F401
 from .family import Family  # noqa: F401
