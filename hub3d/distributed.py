@@ -1,0 +1,312 @@
+"""Features for a whole dataset: one process, shards (``--shard I/N``, torchrun, Slurm arrays) or Ray Data.
+
+Every path writes one file per video into ``out_dir`` (atomically, named by :func:`hub3d.io.output_names` over
+the WHOLE list, so every shard agrees) and a record per video into ``out_dir/manifest.jsonl``
+(:mod:`hub3d.manifest`). Resume is always on: a video whose done record matches its file's sha256 is never
+recomputed nor overwritten. The index (index.json / index.csv, the format of ``hub3d features --out-dir``) is
+built from the manifest, once every video of the plan is done: by the run itself, by the last shard to finish,
+or by :func:`merge_index` (``hub3d features --merge-index DIR``), which lists the missing videos otherwise.
+
+Shards: shard i of n takes ``sorted(videos)[i::n]`` (round robin over the sorted list: deterministic in every
+process, and long and short videos of a folder spread evenly).
+
+Ray (``pip install "hub3d[ray]"``): rows are CLIPS. Decoding + preprocessing run in CPU tasks (one input block
+per video, so a crashed decoder costs that video only), the model in an actor pool (``map_batches`` with a
+class: ``num_gpus=1`` per replica on GPUs), and the driver regroups the returned clip features per video and
+writes the outputs. Rows of whole videos would hold every clip of a video in the object store at once (a one
+hour video: ~5600 clips of 2.4 MB at 16x112x112), and chunks of a video sent to different replicas need
+regrouping anyway; clip rows keep memory at a few blocks per worker whatever the video lengths, the model sees
+exactly ``batch_size`` clips as in one process, and regrouping is cheap because what comes back is features
+(D floats per clip). A replica that dies is restarted and its batch retried up to ``max_retries`` times (Ray's
+``max_task_retries``; decode tasks: ``max_retries``); after that the block is dropped (``max_errored_blocks``
+unlimited) and its videos are recorded failed ("partial" when some of their clips came back).
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from .manifest import Manifest, clip_spec, summary_record, video_record, sha256_file, worker_info
+
+PathLike = Union[str, os.PathLike]
+PLAN_NAME = "manifest.plan.json"
+INDEX_FIELDS = ["video", "file", "row", "frame_start", "frame_end", "start_s", "end_s"]
+
+
+# ------------------------------------------------------------------------------------------------ shards
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' (0-based I) -> (I, N)."""
+    try:
+        i, n = (int(p) for p in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"shard {text!r}: expected I/N, e.g. 0/4 (0-based)") from None
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"shard {text!r}: need 0 <= I < N")
+    return i, n
+
+
+def shard_from_env(env=None) -> Optional[tuple[int, int]]:
+    """(index, count) from torchrun (RANK, WORLD_SIZE) or a Slurm array, else None.
+
+    Slurm: SLURM_ARRAY_TASK_ID runs from SLURM_ARRAY_TASK_MIN (0, 1 or anything) in steps of
+    SLURM_ARRAY_TASK_STEP; index = (ID - MIN) // STEP of SLURM_ARRAY_TASK_COUNT.
+    """
+    env = os.environ if env is None else env
+    if "WORLD_SIZE" in env and "RANK" in env:
+        return parse_shard(f"{env['RANK']}/{env['WORLD_SIZE']}")
+    if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+        task, count = int(env["SLURM_ARRAY_TASK_ID"]), int(env["SLURM_ARRAY_TASK_COUNT"])
+        low, step = int(env.get("SLURM_ARRAY_TASK_MIN", 0)), int(env.get("SLURM_ARRAY_TASK_STEP", 1) or 1)
+        index = (task - low) // step
+        if not 0 <= index < count:
+            raise ValueError(f"Slurm array task {task} (min {low}, step {step}) is not one of {count} tasks")
+        return index, count
+    return None
+
+
+def shard_videos(videos: Sequence[str], index: int, count: int) -> list[str]:
+    return sorted(videos)[index::count]
+
+
+# ----------------------------------------------------------------------------------------------- index
+def _entry(record: dict, mean_only: bool) -> dict:
+    return {"video": record["video"], "file": record["file"], "rows": 1 if mean_only else record["n_clips"],
+            "clip_frames": record.get("clip_frames"), "clip_seconds": record.get("clip_seconds")}
+
+
+def write_index(out_dir: PathLike, records: Sequence[dict], per_video_mean: bool, fmt: str) -> None:
+    """index.json + index.csv from done records, in the format (and order) of ``hub3d features --out-dir``."""
+    from . import io
+
+    out_dir = Path(out_dir)
+    mean_only = per_video_mean and fmt == "npy"  # such files hold the (D,) mean, not clip rows
+    entries = [_entry(r, mean_only) for r in records]
+    io.write_json(out_dir / "index.json", {"videos": entries, "per_video_mean": per_video_mean})
+    rows = []
+    for e in entries:
+        for i, (f, s) in enumerate(zip(e["clip_frames"] or [], e["clip_seconds"] or [])):
+            rows.append({"video": e["video"], "file": e["file"], "row": "" if mean_only else i,
+                         "frame_start": f[0], "frame_end": f[1], "start_s": s[0], "end_s": s[1]})
+    io.write_csv(out_dir / "index.csv", rows, INDEX_FIELDS)
+
+
+class IncompleteError(RuntimeError):
+    """merge_index before every video of the plan is done; ``missing`` maps video -> why (status / error)."""
+
+    def __init__(self, out_dir, missing: dict):
+        self.missing = missing
+        shown = "\n".join(f"  {v}: {why}" for v, why in list(missing.items())[:20])
+        more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
+        super().__init__(f"{out_dir}: {len(missing)} video(s) not done yet, no index written:\n{shown}{more}")
+
+
+def merge_index(out_dir: PathLike) -> dict:
+    """Write DIR's index from its manifest once every planned video has been tried (else IncompleteError).
+
+    Videos recorded failed are left out of the index (as ``hub3d features`` does). Returns
+    ``{"done": n_videos_in_index, "failed": {video: error}}``.
+    """
+    import json
+
+    out_dir = Path(out_dir)
+    try:
+        plan = json.loads((out_dir / PLAN_NAME).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{out_dir}: no {PLAN_NAME}; is this a directory written with a manifest "
+                                "(--shard, --ray, --manifest)?") from None
+    manifest = Manifest(out_dir)
+    latest = manifest.latest()
+    missing, failed, done = {}, {}, []
+    for v in plan["videos"]:
+        r = latest.get(v)
+        if r is None:
+            missing[v] = "not started"
+        elif r.get("status") != "done":
+            failed[v] = f"{r['status']}: {r.get('error')}"
+        elif not manifest.verified(r):
+            missing[v] = "its output file is missing or changed since it was recorded"
+        else:
+            done.append(r)
+    if missing:
+        raise IncompleteError(out_dir, missing)
+    write_index(out_dir, done, plan["per_video_mean"], plan["format"])
+    return {"done": len(done), "failed": failed}
+
+
+def _write_plan(out_dir: Path, videos: list[str], fmt: str, per_video_mean: bool, shards: int) -> None:
+    import json
+
+    from . import io
+
+    plan = {"videos": videos, "format": fmt, "per_video_mean": per_video_mean, "shards": shards}
+    path = out_dir / PLAN_NAME
+    try:
+        if json.loads(path.read_text(encoding="utf-8")) == plan:
+            return  # every shard writes the same plan; skip rewriting a large one
+    except (FileNotFoundError, ValueError):
+        pass
+    io.write_json(path, plan, indent=None)
+
+
+# ------------------------------------------------------------------------------------------------ driver
+class _Writer:
+    """Saves finished videos, appends their records, and counts videos/s and clips/s for the bar and summary."""
+
+    def __init__(self, out_dir, names, manifest, model_name, tag, spec, per_video_mean, worker, total, progress):
+        self.out_dir, self.names, self.manifest = out_dir, names, manifest
+        self.model_name, self.tag, self.spec, self.per_video_mean, self.worker = (
+            model_name, tag, spec, per_video_mean, worker)
+        self.t0 = time.monotonic()
+        self.n_done = self.n_failed = self.n_clips = 0
+        self.failed: dict[str, str] = {}
+        self.bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, unit="video", dynamic_ncols=True, desc="features")
+
+    def done(self, result, started: Optional[float]) -> None:
+        name = self.names[result.video]
+        target = self.out_dir / name
+        result.save(target, mean=self.per_video_mean)
+        self.manifest.append(video_record(
+            "done", result.video, file=name, sha256=sha256_file(target), n_clips=result.n_clips,
+            model=self.model_name, tag=self.tag, spec=self.spec, worker=self.worker, started=started,
+            clip_frames=result.clip_frames.tolist(), clip_seconds=result.clip_seconds.tolist()))
+        self.n_done += 1
+        self.n_clips += result.n_clips
+        self._tick()
+
+    def fail(self, video: str, error: str, started: Optional[float] = None, status: str = "failed",
+             n_clips: Optional[int] = None) -> None:
+        self.manifest.append(video_record(status, video, n_clips=n_clips, model=self.model_name, tag=self.tag,
+                                          spec=self.spec, error=error, worker=self.worker, started=started))
+        self.n_failed += 1
+        self.failed[video] = error
+        self._tick()
+
+    def _tick(self):
+        if self.bar is not None:
+            dt = max(time.monotonic() - self.t0, 1e-9)
+            self.bar.set_postfix(videos_s=f"{self.n_done / dt:.2f}", clips_s=f"{self.n_clips / dt:.1f}",
+                                 failed=self.n_failed, refresh=False)
+            self.bar.update(1)
+
+    def close(self, **extra) -> dict:
+        if self.bar is not None:
+            self.bar.close()
+        rec = summary_record(self.n_done, self.n_failed, self.n_clips, time.monotonic() - self.t0,
+                             worker=self.worker, model=self.model_name, **extra)
+        self.manifest.append(rec)
+        return rec
+
+
+def extract_dataset(
+    videos: Sequence[PathLike],
+    out_dir: PathLike,
+    model,
+    *,
+    pretrained=None,
+    model_name: Optional[str] = None,
+    fmt: str = "npy",
+    per_video_mean: bool = False,
+    clip_len: Optional[int] = None,
+    stride: Optional[int] = None,
+    tail: str = "loop",
+    fps: Optional[float] = None,
+    batch_size: int = 8,
+    device=None,
+    precision: str = "fp32",
+    num_workers: Optional[int] = None,
+    threads: Optional[int] = None,
+    shard: Union[None, str, tuple] = "auto",
+    ray: Union[None, bool, str] = None,
+    replicas: Optional[int] = None,
+    max_retries: int = 2,
+    progress: bool = True,
+) -> dict:
+    """Clip features of every video into ``out_dir`` (one file each), resumable, with a manifest.
+
+    model: a hub3d model, or a name / path given to :func:`hub3d.load` (with ``pretrained``).
+    shard: "auto" (torchrun / Slurm array variables, else everything), None (everything), (i, n) or "i/n".
+    ray: None/False: this process; True: Ray at $RAY_ADDRESS or a new local cluster; a string: that address.
+    num_workers: decoders per model replica (threads here, CPU tasks under Ray) [1 on cpu, 4 on GPUs].
+    replicas: Ray model actors [one per GPU; on CPUs one per 4 CPUs]. max_retries: Ray retries per batch.
+    Returns the run's summary record plus ``failed`` (video -> error) and ``index`` (written or not).
+    """
+    if fmt not in ("npy", "npz"):
+        raise ValueError(f"fmt must be 'npy' or 'npz', not {fmt!r}")
+    from . import io
+
+    if isinstance(model, (str, os.PathLike)):
+        from .loader import load
+
+        model_name = model_name or os.fspath(model)
+        model = load(os.fspath(model), pretrained=pretrained)
+    model_name = model_name or getattr(model, "arch_name", type(model).__name__)
+    cfg = model.pretrained_cfg
+    spec = clip_spec(cfg, clip_len=clip_len, stride=stride, tail=tail, fps=fps, precision=precision, fmt=fmt,
+                     per_video_mean=per_video_mean)
+    if pretrained is not None:
+        spec["weights"] = str(pretrained)
+    videos = [os.fspath(v) for v in videos]
+    out_dir = Path(out_dir)
+    names = dict(zip(videos, io.output_names(videos, "." + fmt)))
+    manifest = Manifest(out_dir)
+
+    if ray:
+        shard = None
+    elif shard == "auto":
+        shard = shard_from_env()
+    elif isinstance(shard, str):
+        shard = parse_shard(shard)
+    index, count = shard or (0, 1)
+    mine = shard_videos(videos, index, count) if count > 1 else list(videos)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_plan(out_dir, videos, fmt, per_video_mean, count)
+
+    finished = manifest.finished(mine, model_name, spec)
+    todo = [v for v in mine if v not in finished]
+    worker = worker_info(rank=index if count > 1 else None, shards=count if count > 1 else None)
+    writer = _Writer(out_dir, names, manifest, model_name, cfg.tag, spec, per_video_mean, worker, len(todo),
+                     progress)
+    engine = dict(clip_len=clip_len, stride=stride, tail=tail, fps=fps, batch_size=batch_size, device=device,
+                  precision=precision, num_workers=num_workers, threads=threads)
+    try:
+        if todo and ray:
+            from .ray_backend import run_ray
+
+            run_ray(model, todo, writer, engine, address=None if ray is True else ray, replicas=replicas,
+                    max_retries=max_retries)
+        elif todo:
+            _run_local(model, todo, writer, engine, per_video_mean)
+    finally:
+        summary = writer.close(shard=[index, count], skipped=len(finished), ray=bool(ray))
+    try:
+        merge_index(out_dir)
+        wrote_index = True
+    except IncompleteError:
+        wrote_index = False  # other shards (or failed videos) still to come
+    return {**summary, "failed": writer.failed, "index": wrote_index}
+
+
+def _run_local(model, todo, writer: _Writer, engine: dict, per_video_mean: bool) -> None:
+    from .inference import FailedVideo, iter_extract_features
+
+    started = time.time()
+    for r in iter_extract_features(model, todo, per_video_mean=per_video_mean, on_error="skip", progress=False,
+                                   **engine):
+        # The engine decodes ahead, so a video's start is only known to within the previous result.
+        if isinstance(r, FailedVideo):
+            writer.fail(r.video, r.error, started)
+        else:
+            writer.done(r, started)
+        started = time.time()
+
+
+__all__ = ["IncompleteError", "extract_dataset", "merge_index", "parse_shard", "shard_from_env", "shard_videos",
+           "write_index"]
