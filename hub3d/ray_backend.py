@@ -83,9 +83,7 @@ class FeatureActor:
         feats = np.zeros((len(ok), self.dim), np.float32)
         if ok.any():
             x = torch.from_numpy(np.ascontiguousarray(batch["clip"][ok]))
-            # oneDNN runs a batch of one clip through other kernels (~1e-6 apart): pad it to two, so a clip's
-            # features do not depend on how Ray cut the batches.
-            out = self.runner(torch.cat([x, x]) if len(x) == 1 else x)[: len(x)]
+            out = self.runner(x)  # batch-independent outputs: see ClipRunner
             feats = np.zeros((len(ok), out.shape[1]), out.dtype)
             feats[ok] = out
         return {**{k: batch[k] for k in ROW_KEYS}, "features": feats}

@@ -80,6 +80,7 @@ def run_dataset(paths, out_dir, fmt, per_video_mean, failures, o) -> int:
     if not o["quiet"]:
         where = f"shard {s['shard'][0]}/{s['shard'][1]}: " if s["shard"][1] > 1 else ""
         index = "index written" if s["index"] else "index waits for the other shards (--merge-index)"
-        click.echo(f"{where}{s['videos']} video(s) in {s['seconds']:.1f} s ({s['videos_per_s']:.2f} videos/s, "
+        click.echo(f"{where}{s['videos']} video(s) done, {len(s['failed'])} failed in {s['seconds']:.1f} s "
+                   f"({s['videos_per_s']:.2f} videos/s, "
                    f"{s['clips_per_s']:.1f} clips/s), {s['skipped']} already done; {index}", err=True)
     return s["videos"] + s["skipped"]
