@@ -43,7 +43,12 @@ def dataset_options(fn):
 def wants_dataset(o: dict) -> bool:
     from hub3d.distributed import shard_from_env
 
-    return bool(o.get("shard") or o.get("ray_address") or o.get("use_manifest") or shard_from_env())
+    if o.get("shard") or o.get("ray_address") or o.get("use_manifest"):
+        return True
+    try:
+        return shard_from_env() is not None
+    except ValueError as e:  # e.g. a Slurm array task outside its range
+        raise click.UsageError(f"{e}; give --shard I/N") from None
 
 
 def run_dataset(paths, out_dir, fmt, per_video_mean, failures, o) -> int:
