@@ -169,13 +169,13 @@ class _Writer:
 
             self.bar = tqdm(total=total, unit="video", dynamic_ncols=True, desc="features")
 
-    def done(self, result, started: Optional[float]) -> None:
+    def done(self, result, started: Optional[float], worker: Optional[dict] = None) -> None:
         name = self.names[result.video]
         target = self.out_dir / name
         result.save(target, mean=self.per_video_mean)
         self.manifest.append(video_record(
             "done", result.video, file=name, sha256=sha256_file(target), n_clips=result.n_clips,
-            model=self.model_name, tag=self.tag, spec=self.spec, worker=self.worker, started=started,
+            model=self.model_name, tag=self.tag, spec=self.spec, worker=worker or self.worker, started=started,
             clip_frames=result.clip_frames.tolist(), clip_seconds=result.clip_seconds.tolist()))
         self.n_done += 1
         self.n_clips += result.n_clips

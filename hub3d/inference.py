@@ -181,7 +181,7 @@ class ClipRunner:
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> np.ndarray:
-        if len(x) == 1 and self.device.type == "cpu":
+        if isinstance(x, torch.Tensor) and len(x) == 1 and self.device.type == "cpu":
             # oneDNN runs a batch of one clip through other kernels than 2+ (fp32 ~1e-6 apart): run it as two, so a
             # clip's outputs do not depend on how batches were cut (a run's last batch, shards, Ray, resumes).
             return self(torch.cat([x, x]))[:1]

@@ -6,6 +6,7 @@ clip feature rows --(driver: regroup per video, write, manifest)--> files.
 from __future__ import annotations
 
 import os
+import socket
 import time
 import warnings
 
@@ -75,6 +76,8 @@ class FeatureActor:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.runner = ClipRunner(model, "features", device, precision)
         self.dim = int(getattr(model, "num_features", 0))
+        # Named in the manifest's worker field (host/pid/actor id) of the videos this replica finishes.
+        self.name = f"{socket.gethostname()}/{os.getpid()}/{ray.get_runtime_context().get_actor_id()}"
 
     def __call__(self, batch: dict) -> dict:
         import torch
@@ -86,7 +89,7 @@ class FeatureActor:
             out = self.runner(x)  # batch-independent outputs: see ClipRunner
             feats = np.zeros((len(ok), out.shape[1]), out.dtype)
             feats[ok] = out
-        return {**{k: batch[k] for k in ROW_KEYS}, "features": feats}
+        return {**{k: batch[k] for k in ROW_KEYS}, "features": feats, "actor": np.asarray([self.name] * len(ok))}
 
 
 def run_ray(model, todo, writer, engine: dict, *, address=None, replicas=None, max_retries=2) -> None:
@@ -156,7 +159,8 @@ def run_ray(model, todo, writer, engine: dict, *, address=None, replicas=None, m
                     writer.done(FeatureResult(
                         todo[vid], feats, np.stack([job["frames"][k] for k in order]).astype(np.int64),
                         np.stack([job["seconds"][k] for k in order]).astype(np.float64),
-                        feats.mean(axis=0) if writer.per_video_mean else None), job["started"])
+                        feats.mean(axis=0) if writer.per_video_mean else None), job["started"],
+                        worker={**writer.worker, "actor": str(batch["actor"][j])})
         for vid, video in enumerate(todo):
             if vid not in closed:  # its block failed past the retries (a worker died each time)
                 n = len(jobs[vid]["rows"]) if vid in jobs else 0

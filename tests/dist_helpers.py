@@ -12,7 +12,8 @@ def crash_once(flag_path: str, on_call: int, module, args):
     the first attempt dies; the restarted worker goes on)."""
     _calls["n"] += 1
     if _calls["n"] == on_call and not os.path.exists(flag_path):
-        open(flag_path, "w").close()
+        with open(flag_path, "w") as f:
+            f.write(str(os.getpid()))
         os._exit(17)
 
 

@@ -243,6 +243,9 @@ def test_ray_actor_killed_midway_still_does_every_video_once(ray_cluster, model_
     net = load_net(model_dir, functools.partial(dist_helpers.crash_once, str(flag), 3))  # dies in its 3rd batch
     s = extract_dataset(videos, out, net, model_name=str(model_dir), ray=True, progress=False, max_retries=2)
     assert flag.exists()  # the replica did die
+    dead_pid = flag.read_text()
+    pids = {r["worker"]["actor"].split("/")[1] for r in Manifest(out).records() if r.get("kind") == "video"}
+    assert pids - {dead_pid}  # the replica Ray restarted (another process) finished the work
     assert s["failed"] == {} and s["videos"] == len(videos)
     assert done_counts(out) == {v: 1 for v in videos}  # every video exactly once
     assert_same_as(reference, out)

@@ -1,6 +1,8 @@
 """`hub3d features --out-dir` for datasets: shards, Ray and the manifest (hub3d.distributed), as options."""
 from __future__ import annotations
 
+import os
+
 import click
 
 
@@ -70,6 +72,8 @@ def run_dataset(paths, out_dir, fmt, per_video_mean, failures, o) -> int:
         kwargs.pop(key)
     if ray:
         kwargs["device"] = o["device"]  # None: each replica takes the GPU Ray gives it, else its CPU
+    elif kwargs["device"] == "cuda" and os.environ.get("LOCAL_RANK", "").isdigit():
+        kwargs["device"] = f"cuda:{os.environ['LOCAL_RANK']}"  # torchrun: one GPU per process on a node
     net = load_model(o["model"], o["pretrained"], o["quiet"])
     try:
         s = extract_dataset(paths, out_dir, net, model_name=o["model"],
