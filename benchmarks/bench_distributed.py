@@ -42,9 +42,9 @@ print(json.dumps({"total": t2 - t0, "run": t2 - t1, "failed": len(s["failed"])})
 
 def make_inputs(d: Path, n_videos, frames, size, model):
     import torch
+    from conftest import random_frames
 
     import hub3d
-    from conftest import random_frames
     from hub3d.video import write_video
 
     h, w = (size * 5 // 4) // 2 * 2, (size * 3 // 2) // 2 * 2  # even sides (yuv420p), wider than tall

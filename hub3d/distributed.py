@@ -25,12 +25,18 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Union
 
-import numpy as np
-
-from .manifest import Manifest, clip_spec, summary_record, video_record, sha256_file, worker_info
+from .manifest import (
+    Manifest,
+    clip_spec,
+    sha256_file,
+    summary_record,
+    video_record,
+    worker_info,
+)
 
 PathLike = Union[str, os.PathLike]
 PLAN_NAME = "manifest.plan.json"
@@ -49,7 +55,7 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def shard_from_env(env=None) -> Optional[tuple[int, int]]:
+def shard_from_env(env=None) -> tuple[int, int] | None:
     """(index, count) from torchrun (RANK, WORLD_SIZE) or a Slurm array, else None.
 
     Slurm: SLURM_ARRAY_TASK_ID runs from SLURM_ARRAY_TASK_MIN (0, 1 or anything) in steps of
@@ -169,7 +175,7 @@ class _Writer:
 
             self.bar = tqdm(total=total, unit="video", dynamic_ncols=True, desc="features")
 
-    def done(self, result, started: Optional[float], worker: Optional[dict] = None) -> None:
+    def done(self, result, started: float | None, worker: dict | None = None) -> None:
         name = self.names[result.video]
         target = self.out_dir / name
         result.save(target, mean=self.per_video_mean)
@@ -181,8 +187,8 @@ class _Writer:
         self.n_clips += result.n_clips
         self._tick()
 
-    def fail(self, video: str, error: str, started: Optional[float] = None, status: str = "failed",
-             n_clips: Optional[int] = None) -> None:
+    def fail(self, video: str, error: str, started: float | None = None, status: str = "failed",
+             n_clips: int | None = None) -> None:
         self.manifest.append(video_record(status, video, n_clips=n_clips, model=self.model_name, tag=self.tag,
                                           spec=self.spec, error=error, worker=self.worker, started=started))
         self.n_failed += 1
@@ -211,21 +217,21 @@ def extract_dataset(
     model,
     *,
     pretrained=None,
-    model_name: Optional[str] = None,
+    model_name: str | None = None,
     fmt: str = "npy",
     per_video_mean: bool = False,
-    clip_len: Optional[int] = None,
-    stride: Optional[int] = None,
+    clip_len: int | None = None,
+    stride: int | None = None,
     tail: str = "loop",
-    fps: Optional[float] = None,
+    fps: float | None = None,
     batch_size: int = 8,
     device=None,
     precision: str = "fp32",
-    num_workers: Optional[int] = None,
-    threads: Optional[int] = None,
-    shard: Union[None, str, tuple] = "auto",
-    ray: Union[None, bool, str] = None,
-    replicas: Optional[int] = None,
+    num_workers: int | None = None,
+    threads: int | None = None,
+    shard: None | str | tuple = "auto",
+    ray: None | bool | str = None,
+    replicas: int | None = None,
     max_retries: int = 2,
     progress: bool = True,
 ) -> dict:

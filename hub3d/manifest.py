@@ -28,8 +28,9 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Union
+from typing import Any, Union
 
 PathLike = Union[str, os.PathLike]
 MANIFEST_NAME = "manifest.jsonl"
@@ -82,7 +83,7 @@ class Manifest:
         finally:
             os.close(fd)  # also releases the lock
 
-    def append(self, records: Union[dict, Iterable[dict]]) -> None:
+    def append(self, records: dict | Iterable[dict]) -> None:
         """Append records as lines, in one locked write, then fsync (durable before the caller goes on)."""
         records = [records] if isinstance(records, dict) else list(records)
         if not records:
@@ -116,7 +117,7 @@ class Manifest:
                 out.append(rec)
         return out
 
-    def latest(self, records: Optional[list] = None) -> dict[str, dict]:
+    def latest(self, records: list | None = None) -> dict[str, dict]:
         """video -> its last ``video`` record."""
         latest: dict[str, dict] = {}
         for r in self.records() if records is None else records:
@@ -155,10 +156,10 @@ class Manifest:
         return done
 
 
-def video_record(status: str, video: str, *, file: Optional[str] = None, sha256: Optional[str] = None,
-                 n_clips: Optional[int] = None, model: Optional[str] = None, tag: Optional[str] = None,
-                 spec: Optional[dict] = None, error: Optional[str] = None, worker: Optional[dict] = None,
-                 started: Optional[float] = None, **extra: Any) -> dict:
+def video_record(status: str, video: str, *, file: str | None = None, sha256: str | None = None,
+                 n_clips: int | None = None, model: str | None = None, tag: str | None = None,
+                 spec: dict | None = None, error: str | None = None, worker: dict | None = None,
+                 started: float | None = None, **extra: Any) -> dict:
     if status not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
     return {"kind": "video", "status": status, "video": video, "file": file, "sha256": sha256, "n_clips": n_clips,
@@ -166,7 +167,7 @@ def video_record(status: str, video: str, *, file: Optional[str] = None, sha256:
             "started": started, "finished": time.time(), **extra}
 
 
-def summary_record(n_videos: int, n_failed: int, n_clips: int, seconds: float, worker: Optional[dict] = None,
+def summary_record(n_videos: int, n_failed: int, n_clips: int, seconds: float, worker: dict | None = None,
                    **extra: Any) -> dict:
     seconds = max(seconds, 1e-9)
     return {"kind": "summary", "videos": n_videos, "failed": n_failed, "clips": n_clips,

@@ -19,7 +19,7 @@ ROW_KEYS = ("vid", "index", "last", "frames", "seconds", "error", "started")
 def require_ray():
     try:
         import ray
-        import ray.data  # noqa: F401
+        import ray.data
     except ImportError as e:
         raise ImportError(f'hub3d --ray needs Ray Data: pip install "hub3d[ray]" (or "ray[data]") ({e})') from None
     return ray

@@ -11,18 +11,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
+import dist_helpers
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import random_frames
 
 import hub3d
 from hub3d.cli import main
 from hub3d.distributed import extract_dataset
 from hub3d.manifest import Manifest
-
-import dist_helpers
-from conftest import random_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP_LEN = 8
@@ -197,6 +195,12 @@ def test_finished_outputs_are_never_overwritten_by_another_spec(model_dir, video
     r = run("features", *videos[:2], "-m", model_dir, "--out-dir", out, "--manifest", "--clip-len", "4")
     assert r.exit_code == 1 and "another model or clip spec" in r.output and "another --out-dir" in r.output
     assert outputs(out) == before
+
+
+def test_ray_missing_names_the_extra(model_dir, videos, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    r = run("features", *videos[:1], "-m", model_dir, "--out-dir", tmp_path / "out", "--ray")
+    assert r.exit_code == 1 and 'pip install "hub3d[ray]"' in r.output
 
 
 # ---------------------------------------------------------------------------------------------- Ray
