@@ -9,6 +9,19 @@ clips/s on that GPU / one decoder's clips/s.
 
 Ray's time is shown with its cluster start-up (ray.init in the timed process) and without (the dataset
 run alone, what a long job pays). The machine is shared: numbers vary with its load.
+
+Measured 2026-12-01 (defaults: 16 videos x 64 frames of 168x140, 64 clips, resnet3d_10 widen 0.25 at 112,
+fp32; the 2-core dev box shared with ~8 other jobs, load average 13; ray 2.60.0):
+    decode (iter_clips, one core): 21.8 clips/s (4.0 in an earlier run at load 16)
+    path                              seconds  videos/s  clips/s  overhead
+    single process                       37.0      0.43      1.7       +0%
+    --shard, 2 processes                 51.1      0.31      1.3      +38%
+    Ray, 2 CPUs (with ray.init)         111.1      0.14      0.6     +200%
+    Ray, 2 CPUs (dataset run only)       63.7      0.25      1.0      +72%
+    shard / ray: outputs identical to single process: True / True
+On 2 busy cores a second process only adds start-up (torch import, model load) and contention, and Ray adds
+its cluster (~45 s) plus worker start-up and serialisation (~70%): these paths pay off across GPUs and nodes,
+not on 2 cores. A real timing needs an idle box.
 """
 from __future__ import annotations
 
