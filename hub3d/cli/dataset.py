@@ -54,14 +54,15 @@ def wants_dataset(o: dict) -> bool:
         raise click.UsageError(f"{e}; give --shard I/N") from None
 
 
-def run_dataset(paths, out_dir, fmt, per_video_mean, failures, o) -> int:
-    """Extract with hub3d.distributed.extract_dataset; returns the number of videos done (now or before)."""
+def run_dataset(paths, out_dir, fmt, per_video_mean, failures, o, *, engine: dict, load, report) -> int:
+    """Extract with hub3d.distributed.extract_dataset; returns the number of videos done (now or before).
+
+    engine, load, report: cli.predict's engine_kwargs(o), load_model and report_failure (passed in: predict
+    imports this module, so this one must not import predict)."""
     from hub3d.distributed import extract_dataset, parse_shard
     from hub3d.errors import Hub3dError
     from hub3d.registry import is_model
     from hub3d.specs import resolve_device
-
-    from .predict import engine_kwargs, load_model, report_failure
 
     shard = "auto"
     if o.get("shard"):
@@ -70,7 +71,7 @@ def run_dataset(paths, out_dir, fmt, per_video_mean, failures, o) -> int:
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="--shard") from None
     ray = o.get("ray_address")
-    kwargs = engine_kwargs(o)
+    kwargs = dict(engine)
     for key in ("on_error", "progress"):
         kwargs.pop(key)
     if ray:
@@ -78,7 +79,7 @@ def run_dataset(paths, out_dir, fmt, per_video_mean, failures, o) -> int:
     elif kwargs["device"].type == "cuda" and os.environ.get("LOCAL_RANK", "").isdigit():
         # torchrun: one GPU per process on a node (an explicit --device cuda:K is kept)
         kwargs["device"] = resolve_device(o["device"] or "auto", local_rank=int(os.environ["LOCAL_RANK"]))
-    net = load_model(o["model"], o["pretrained"], o["quiet"])
+    net = load(o["model"], o["pretrained"], o["quiet"])
     try:
         s = extract_dataset(paths, out_dir, net, model_name=o["model"],
                             pretrained=o["pretrained"] if is_model(o["model"]) else None, fmt=fmt,
@@ -88,7 +89,7 @@ def run_dataset(paths, out_dir, fmt, per_video_mean, failures, o) -> int:
     except (Hub3dError, ValueError, ImportError) as e:
         raise click.ClickException(str(e)) from None
     for video, error in s["failed"].items():
-        report_failure(video, error)
+        report(video, error)
         failures.append((video, error))
     if not o["quiet"]:
         where = f"shard {s['shard'][0]}/{s['shard'][1]}: " if s["shard"][1] > 1 else ""

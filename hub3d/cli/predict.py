@@ -206,7 +206,8 @@ def features(videos, out, out_dir, fmt, per_video_mean, **o):
     if out:
         n_ok = _features_to_file(paths, out, per_video_mean, failures, o)
     elif wants_dataset(o):  # shards / Ray / manifest: hub3d.distributed
-        n_ok = run_dataset(paths, out_dir, fmt, per_video_mean, failures, o)
+        n_ok = run_dataset(paths, out_dir, fmt, per_video_mean, failures, o, engine=engine_kwargs(o),
+                           load=load_model, report=report_failure)
     else:
         n_ok = _features_to_dir(paths, out_dir, fmt, per_video_mean, failures, o)
     finish(failures, n_ok, o["quiet"])
