@@ -10,6 +10,7 @@ from .errors import (
     ConfigError,
     DownloadError,
     Hub3dError,
+    IncompleteError,
     UnsafeCheckpointError,
     VideoError,
     WeightsNotFoundError,
@@ -32,6 +33,7 @@ from .version import __version__
 _LAZY = {
     "classify": "inference",
     "extract_features": "inference",
+    "extract_dataset": "distributed",
     "iter_clips": "inference",
     "iter_classify": "inference",
     "iter_extract_features": "inference",
@@ -56,6 +58,7 @@ __all__ = [
     "ConfigError",
     "DownloadError",
     "Hub3dError",
+    "IncompleteError",
     "UnsafeCheckpointError",
     "VideoError",
     "WeightsNotFoundError",

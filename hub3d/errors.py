@@ -49,6 +49,20 @@ class DownloadError(Hub3dError, OSError):
     """A download failed (network, HTTP error, truncated); a partial file is kept to resume from."""
 
 
+class IncompleteError(Hub3dError, RuntimeError):
+    """A dataset's index asked for before every planned video was tried; ``missing`` maps video -> why."""
+
+    def __init__(self, out_dir, missing: dict):
+        self.out_dir = str(out_dir)
+        self.missing = dict(missing)
+        shown = "\n".join(f"  {v}: {why}" for v, why in list(self.missing.items())[:20])
+        more = f"\n  ... and {len(self.missing) - 20} more" if len(self.missing) > 20 else ""
+        super().__init__(f"{self.out_dir}: {len(self.missing)} video(s) not done yet, no index written:\n{shown}{more}")
+
+    def __reduce__(self):
+        return type(self), (self.out_dir, self.missing)
+
+
 __all__ = [
     "Hub3dError",
     "ConfigError",
@@ -58,4 +72,5 @@ __all__ = [
     "WeightsNotFoundError",
     "ChecksumError",
     "DownloadError",
+    "IncompleteError",
 ]

@@ -148,9 +148,16 @@ class ClipRunner:
 
     ``head="probs"`` returns softmax probabilities (computed in fp32), ``"logits"`` the raw scores,
     ``"features"`` the pooled pre-logits vector. Outputs are float32 numpy arrays.
+
+    ``pad_single`` (default: on cpu): a batch of ONE clip runs as that clip and a copy of it, the copy's row
+    dropped, so a clip's outputs are the same bytes whatever batch it falls in (a run's short last batch, shards,
+    Ray, resumes). oneDNN's conv3d and the BLAS linear take other kernels for batch 1 than for 2+ (fp32 ~1e-6
+    apart; measured identical for 2, 3, 4 and 8) and no flag selects the batched kernels short of turning oneDNN
+    off. Costs one clip per short batch; runs of batch size 1 (:meth:`for_run`) skip it.
     """
 
-    def __init__(self, model, head="probs", device=None, precision="fp32", channels_last=None):
+    def __init__(self, model, head="probs", device=None, precision="fp32", channels_last=None,
+                 pad_single: Optional[bool] = None):
         if head not in ("probs", "logits", "features"):
             raise ValueError(f"head must be 'probs', 'logits' or 'features', not {head!r}")
         self.device = resolve_device(device, model)
@@ -161,6 +168,7 @@ class ClipRunner:
         self.model = model
         self.head = head
         self.precision = precision
+        self.pad_single = self.device.type == "cpu" if pad_single is None else pad_single
         self.dtype = RunSpec(precision=precision).dtype
         model.eval()
         model.to(self.device)
@@ -174,7 +182,9 @@ class ClipRunner:
 
     @classmethod
     def for_run(cls, model, head: str, run: RunSpec) -> "ClipRunner":
-        return cls(model, head, run.device, run.precision, run.channels_last)
+        # batch_size 1: every batch is a single clip, so padding would double the work and change nothing.
+        return cls(model, head, run.device, run.precision, run.channels_last,
+                   pad_single=None if run.batch_size > 1 else False)
 
     def _autocast(self):
         if self.dtype is None or self.net is not self.model:
@@ -191,11 +201,15 @@ class ClipRunner:
 
     @torch.inference_mode()
     def __call__(self, x) -> np.ndarray:
-        x = [self._input(p) for p in x] if isinstance(x, (list, tuple)) else self._input(x)
+        pathways = isinstance(x, (list, tuple))
+        n = len(x[0] if pathways else x)
+        if n == 1 and self.pad_single:  # see the class doc
+            x = [torch.cat([p, p]) for p in x] if pathways else torch.cat([x, x])
+        x = [self._input(p) for p in x] if pathways else self._input(x)
         with self._autocast():
             feats = self.net.forward_features(x)
             out = self.net.forward_head(feats, pre_logits=self.head == "features")
-        out = out.float()
+        out = out[:n].float()
         if self.head == "probs":
             out = out.softmax(dim=-1)
         return out.cpu().numpy()

@@ -111,22 +111,33 @@ class FeatureFolder(_Periodic):
     def add(self, result: FeatureResult) -> None:
         name = self.names[result.video]
         result.save(self.out_dir / name, mean=self.per_video_mean)
-        self.entries[result.video] = {"video": result.video, "file": name,
-                                      "rows": 1 if self.mean_only else result.n_clips,
-                                      "clip_frames": result.clip_frames.tolist(),
-                                      "clip_seconds": result.clip_seconds.tolist()}
+        self.entries[result.video] = index_entry(result.video, name, result.n_clips, result.clip_frames.tolist(),
+                                                 result.clip_seconds.tolist(), self.mean_only)
         self.written += 1
         self.tick()
 
     def save(self) -> None:
         ordered = [self.entries[v] for v in self.videos if v in self.entries]
-        io.write_json(self.index_json, {"videos": ordered, "per_video_mean": self.per_video_mean})
-        rows = []
-        for e in ordered:
-            for i, (f, s) in enumerate(zip(e.get("clip_frames") or [], e.get("clip_seconds") or [])):
-                rows.append({"video": e["video"], "file": e["file"], "row": "" if self.mean_only else i,
-                             "frame_start": f[0], "frame_end": f[1], "start_s": s[0], "end_s": s[1]})
-        io.write_csv(self.out_dir / "index.csv", rows, INDEX_FIELDS)
+        write_index(self.out_dir, ordered, per_video_mean=self.per_video_mean, mean_only=self.mean_only)
+
+
+def index_entry(video: str, file: str, n_clips: int, clip_frames, clip_seconds, mean_only: bool) -> dict:
+    """A video's entry in index.json: its file, its rows (1 when the file holds the (D,) mean), its clips."""
+    return {"video": video, "file": file, "rows": 1 if mean_only else n_clips, "clip_frames": clip_frames,
+            "clip_seconds": clip_seconds}
+
+
+def write_index(out_dir, entries: Sequence[dict], *, per_video_mean: bool, mean_only: bool) -> None:
+    """``index.json`` (the entries, in order) and ``index.csv`` (one row per clip) of a feature folder; written
+    by FeatureFolder and, from the manifest, by hub3d.distributed.merge_index."""
+    out_dir = Path(out_dir)
+    io.write_json(out_dir / "index.json", {"videos": list(entries), "per_video_mean": per_video_mean})
+    rows = []
+    for e in entries:
+        for i, (f, s) in enumerate(zip(e.get("clip_frames") or [], e.get("clip_seconds") or [])):
+            rows.append({"video": e["video"], "file": e["file"], "row": "" if mean_only else i,
+                         "frame_start": f[0], "frame_end": f[1], "start_s": s[0], "end_s": s[1]})
+    io.write_csv(out_dir / "index.csv", rows, INDEX_FIELDS)
 
 
 def _entry_from_file(video, name, target: Path) -> dict:
@@ -162,4 +173,4 @@ def write_feature_file(out, results: Sequence[FeatureResult], *, per_video_mean:
     io.write_json(stem + ".index.json", rows)
 
 
-__all__ = ["FeatureFolder", "INDEX_FIELDS", "ResultsJson", "write_feature_file"]
+__all__ = ["FeatureFolder", "INDEX_FIELDS", "ResultsJson", "index_entry", "write_feature_file", "write_index"]

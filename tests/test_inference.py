@@ -124,6 +124,38 @@ def test_batched_streamed_and_single_clip_paths_agree(model, video):
         np.testing.assert_allclose(streamed, single, atol=1e-5, err_msg=f"batch_size={batch_size} workers={workers}")
 
 
+def test_a_lone_clip_gives_the_same_bytes_as_in_a_batch(model):
+    # oneDNN's conv3d and BLAS take other kernels for batch 1 than for 2+ (~1e-6 apart): ClipRunner pads a lone
+    # clip on cpu, so features do not depend on how batches were cut (shards, Ray, resumes; tests/test_distributed).
+    torch.manual_seed(1)
+    x = torch.randn(4, 3, CLIP_LEN, 32, 32)
+    for head in ("features", "probs"):
+        runner = inference.ClipRunner(model, head, "cpu")
+        full = runner(x)
+        for i in range(4):
+            assert np.array_equal(runner(x[i:i + 1]), full[i:i + 1]), (head, i)
+    run1 = hub3d.specs.resolve_run_spec(model, device="cpu", batch_size=1)
+    assert not inference.ClipRunner.for_run(model, "features", run1).pad_single  # every batch is one clip
+    assert inference.ClipRunner.for_run(model, "features", hub3d.specs.resolve_run_spec(model)).pad_single
+
+
+def test_a_lone_multi_pathway_clip_is_padded_per_pathway():
+    seen = []
+
+    class TwoPathways(torch.nn.Module):
+        def forward_features(self, x):
+            seen.append([tuple(p.shape) for p in x])
+            return torch.cat([p.mean(dim=(1, 2, 3, 4))[:, None] for p in x], dim=1)
+
+        def forward_head(self, x, pre_logits=False):
+            return x
+
+    slow, fast = torch.randn(1, 3, 2, 8, 8), torch.randn(1, 3, 8, 8, 8)
+    out = inference.ClipRunner(TwoPathways(), "features", "cpu", channels_last=False)([slow, fast])
+    assert seen == [[(2, 3, 2, 8, 8), (2, 3, 8, 8, 8)]]  # each pathway padded with a copy ...
+    np.testing.assert_array_equal(out, [[slow.mean().item(), fast.mean().item()]])  # ... whose row is dropped
+
+
 def test_list_keeps_input_order_across_mixed_batches(model, video):
     # Short and long videos with batch_size 4: batches hold clips of several videos.
     paths = [video(n, seed=i) for i, n in enumerate([30, 3, 9, 17, 1])]

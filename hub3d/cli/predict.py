@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from .dataset import dataset_options, run_dataset, wants_dataset
+
 NO_WEIGHTS = ("none", "random", "no", "false", "")
 
 
@@ -185,6 +187,7 @@ def format_video(r, per_clip: bool, topk: int) -> str:
 @click.option("--format", "fmt", type=click.Choice(["npy", "npz"]), default="npy", show_default=True,
               help="File type in --out-dir (npz also holds clip_frames and clip_seconds).")
 @click.option("--per-video-mean", is_flag=True, help="Average the clip features of each video: (D,) per video.")
+@dataset_options  # datasets: --shard, --ray, --manifest, --merge-index (hub3d/cli/dataset.py)
 def features(videos, out, out_dir, fmt, per_video_mean, **o):
     """Clip features (the pooled vector before the classifier) of each video.
 
@@ -202,6 +205,9 @@ def features(videos, out, out_dir, fmt, per_video_mean, **o):
                                "to write one (n_videos, D) array to --out")
     if out:
         n_ok = _features_to_file(paths, out, per_video_mean, failures, o)
+    elif wants_dataset(o):  # shards / Ray / manifest: hub3d.distributed
+        n_ok = run_dataset(paths, out_dir, fmt, per_video_mean, failures, o, engine=engine_kwargs(o),
+                           load=load_model, report=report_failure)
     else:
         n_ok = _features_to_dir(paths, out_dir, fmt, per_video_mean, failures, o)
     finish(failures, n_ok, o["quiet"])
