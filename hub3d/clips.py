@@ -78,6 +78,20 @@ def count_clips(num_frames: int, clip_len: int = 16, stride: Optional[int] = Non
     return len(clip_windows(num_frames, clip_len, stride, tail, frame_step))
 
 
+def estimate_clips(path, spec: ClipSpec) -> Optional[int]:
+    """How many clips a video file will give, from its header alone (cheap); None when it cannot be told."""
+    try:
+        info = video.probe(path, source_fps=spec.source_fps)
+    except (video.VideoError, OSError):
+        return None
+    if info.duration is None and info.num_frames is None:
+        return None
+    seconds = info.duration if info.duration is not None else info.num_frames / info.fps
+    seconds = min(seconds, spec.end if spec.end is not None else seconds) - (spec.start or 0.0)
+    n = int(round(seconds * (spec.fps or info.fps)))
+    return count_clips(n, spec.clip_len, spec.stride, spec.tail, spec.frame_step) if n > 0 else 0
+
+
 def loop_indices(start: int, end: int, clip_len: int, frame_step: int = 1) -> list[int]:
     """Frame indices of a window [start, end) at frame_step, loop-padded to clip_len: [s, s+k, ..., s, ...]."""
     if end <= start:
@@ -136,9 +150,10 @@ def iter_clips(
         yield from spec_clips(os.fspath(path), spec)
 
 
-def spec_clips(path: str, spec: ClipSpec) -> Iterator[Clip]:
-    """The clips of one video file or frame folder under a resolved ClipSpec."""
-    timed = video.timed_frames(path, fps=spec.fps, start=spec.start, end=spec.end, source_fps=spec.source_fps)
+def spec_clips(path: str, spec: ClipSpec, coverage: Optional[video.Coverage] = None) -> Iterator[Clip]:
+    """The clips of one video file or frame folder under a resolved ClipSpec (coverage: see video.Coverage)."""
+    timed = video.timed_frames(path, fps=spec.fps, start=spec.start, end=spec.end, source_fps=spec.source_fps,
+                               coverage=coverage)
     yield from _clips(path, timed, spec, Preprocess(spec))
 
 
