@@ -132,6 +132,7 @@ def iter_clips(
     end: Optional[float] = None,
     source_fps: Optional[float] = None,
     frame_step: Optional[int] = None,
+    coverage: Optional[video.Coverage] = None,
     **preprocessing,
 ) -> Iterator[Clip]:
     """Yield the preprocessed clips of a video (or of each video of a list, in order).
@@ -139,7 +140,8 @@ def iter_clips(
     cfg_or_model: a ClipSpec, a PretrainedCfg or a model carrying one; the keywords override it (see
     hub3d.specs.resolve_clip_spec, which sets the stride default; preprocessing keywords are ClipSpec fields
     such as crop_size=64, resize=64, channel_order="BGR"). A path is a video file or a frame folder.
-    fps / start / end / source_fps: as hub3d.video.iter_frames.
+    fps / start / end / source_fps: as hub3d.video.iter_frames. coverage: a video.Coverage that the decoder
+    fills in (how much of the file it read versus what the container declares; one video only).
     Each frame is decoded and preprocessed once, even when windows overlap. Raises VideoError (naming the
     file) for unreadable videos and when start/end select no frame; warns when tail drops every window.
     """
@@ -147,7 +149,7 @@ def iter_clips(
                              end=end, source_fps=source_fps, frame_step=frame_step, **preprocessing)
     videos = [video] if isinstance(video, (str, os.PathLike)) else list(video)
     for path in videos:
-        yield from spec_clips(os.fspath(path), spec)
+        yield from spec_clips(os.fspath(path), spec, coverage)
 
 
 def spec_clips(path: str, spec: ClipSpec, coverage: Optional[video.Coverage] = None) -> Iterator[Clip]:

@@ -49,6 +49,21 @@ class DownloadError(Hub3dError, OSError):
     """A download failed (network, HTTP error, truncated); a partial file is kept to resume from."""
 
 
+class OutputError(Hub3dError, OSError):
+    """An output that cannot be written (read-only folder, disk full, ...); names the real path, not a temp file."""
+
+    def __init__(self, path, reason: str, errno_: int = 0):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(errno_, f"{self.path}: cannot write ({reason})")
+
+    def __str__(self) -> str:
+        return self.args[1]
+
+    def __reduce__(self):
+        return type(self), (self.path, self.reason, self.errno)
+
+
 __all__ = [
     "Hub3dError",
     "ConfigError",
@@ -58,4 +73,5 @@ __all__ = [
     "WeightsNotFoundError",
     "ChecksumError",
     "DownloadError",
+    "OutputError",
 ]

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from . import io
-from .clips import Clip, array_clips, estimate_clips, iter_clips, spec_clips  # noqa: F401  (iter_clips is re-exported as hub3d.iter_clips)
+from .clips import Clip, array_clips, estimate_clips, iter_clips  # noqa: F401  (iter_clips is re-exported as hub3d.iter_clips)
 from .specs import ClipSpec, RunSpec, resolve_clip_spec, resolve_device, resolve_precision, resolve_run_spec
 from .errors import VideoError
 from .video import Coverage
@@ -253,7 +253,7 @@ def video_name(item, i: int) -> str:
 def video_clips(item, spec: ClipSpec, name: str, coverage=None) -> Iterator[Clip]:
     """The clips of one engine input (see VideoInput); coverage: a video.Coverage filled in for files."""
     if isinstance(item, (str, os.PathLike)):
-        return spec_clips(os.fspath(item), spec, coverage)
+        return iter_clips(item, spec, coverage=coverage)
     frames = item() if callable(item) else item
     return array_clips(frames, spec, name)
 
