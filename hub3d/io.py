@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import glob
 import hashlib
 import io
@@ -62,6 +63,8 @@ def check_writable(folder: PathLike) -> Path:
     """Make sure files can be created in ``folder`` (created if missing) before any compute; OutputError if not."""
     folder = Path(folder)
     probe = temp_path_for(folder / "probe")
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(folder, os.strerror(errno.ENOTDIR), errno.ENOTDIR)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with open(probe, "wb"):

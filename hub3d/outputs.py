@@ -108,30 +108,34 @@ def sidecar_path(path) -> Path:
     return path.with_name(path.name + ".json")
 
 
+class DamagedOutput(ValueError):
+    """An output file that cannot be trusted: unreadable, cut short, or not described."""
+
+
 def read_description(path) -> dict:
-    """The description an output carries, checked against the data it describes; ValueError says what is wrong."""
+    """The description an output carries, checked against the data it describes; DamagedOutput says what is wrong."""
     path = Path(path)
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 if NPZ_KEY not in z.files:
-                    raise ValueError("not written by hub3d (no description inside)")
+                    raise DamagedOutput("not written by hub3d (no description inside)")
                 desc = json.loads(str(z[NPZ_KEY]))
                 rows = int(np.atleast_2d(z["features"]).shape[0])
         else:
             side = sidecar_path(path)
             if not side.exists():
-                raise ValueError(f"no description ({side.name} is missing)")
+                raise DamagedOutput(f"no description ({side.name} is missing)")
             desc = json.loads(side.read_text(encoding="utf-8"))
             rows = int(np.atleast_2d(np.load(path, mmap_mode="r", allow_pickle=False)).shape[0])
-    except ValueError:
+    except DamagedOutput:
         raise
     except Exception as e:  # noqa: BLE001  (cut short, not npy/npz, unreadable: all mean "redo it")
-        raise ValueError(f"unreadable ({type(e).__name__}: {e})") from None
+        raise DamagedOutput(f"unreadable or cut short ({type(e).__name__}: {e})") from None
     if not isinstance(desc, dict) or desc.get("format") != FILE_FORMAT or "video" not in desc:
-        raise ValueError("its description is not a hub3d feature file's")
+        raise DamagedOutput("its description is not a hub3d feature file's")
     if desc.get("rows") != rows:
-        raise ValueError(f"holds {rows} rows, its description says {desc.get('rows')}")
+        raise DamagedOutput(f"holds {rows} rows, its description says {desc.get('rows')}")
     return desc
 
 
@@ -229,7 +233,7 @@ def scan_outputs(out_dir) -> tuple[dict, dict]:
         name = path.relative_to(out_dir).as_posix()
         try:
             desc = read_description(path)
-        except ValueError as e:
+        except DamagedOutput as e:
             damaged[name] = str(e)
             continue
         desc["file"] = name

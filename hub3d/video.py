@@ -71,9 +71,10 @@ class Coverage:
     reason: Optional[str] = None
 
 
-# Well short: less than this share of the declared length, and more than PARTIAL_SLACK_S seconds missing.
+# Well short: less than this share of the declared length, and more than PARTIAL_SLACK_FRAMES frames missing
+# (a last frame's nominal length may differ from its real one by about a frame).
 PARTIAL_SHARE = 0.9
-PARTIAL_SLACK_S = 0.5
+PARTIAL_SLACK_FRAMES = 3
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -254,17 +255,18 @@ def _decode_file(path: Path, start: Optional[float], end: Optional[float],
                 return  # stopped on purpose: the rest of the file is not judged
         if decoded == 0:
             raise VideoError(path, "no frame could be decoded (empty or corrupt video stream)")
-        _judge_coverage(path, coverage)
+        _judge_coverage(path, coverage, duration)
     except av.error.FFmpegError as e:
         raise VideoError(path, f"corrupt video ({_ffmpeg_reason(e)})") from e
     finally:
         container.close()
 
 
-def _judge_coverage(path, coverage: Coverage) -> None:
+def _judge_coverage(path, coverage: Coverage, frame_duration: float) -> None:
     """At the end of a decode: mark a video that ends well short of its declared length, and warn."""
     got, declared = coverage.decoded_seconds or 0.0, coverage.declared_seconds
-    if coverage.complete and declared and got < PARTIAL_SHARE * declared and declared - got > PARTIAL_SLACK_S:
+    short = declared and got < PARTIAL_SHARE * declared and declared - got > PARTIAL_SLACK_FRAMES * frame_duration
+    if coverage.complete and short:
         coverage.complete, coverage.reason = False, "the file ends early"
     if not coverage.complete:
         of = f" of the {declared:.2f} s its container declares" if declared else ""
