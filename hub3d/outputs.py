@@ -7,6 +7,7 @@ May import: numpy, hub3d.io, hub3d.inference (result types).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -127,7 +128,10 @@ def read_description(path) -> dict:
             if not side.exists():
                 raise DamagedOutput(f"no description ({side.name} is missing)")
             desc = json.loads(side.read_text(encoding="utf-8"))
-            rows = int(np.atleast_2d(np.load(path, mmap_mode="r", allow_pickle=False)).shape[0])
+            array = np.load(path, allow_pickle=False)
+            rows = int(np.atleast_2d(array).shape[0])
+            if isinstance(desc, dict) and desc.get("sha256") != _digest(array):
+                raise DamagedOutput(f"its data is not what {side.name} describes (a run stopped between the two)")
     except DamagedOutput:
         raise
     except Exception as e:  # noqa: BLE001  (cut short, not npy/npz, unreadable: all mean "redo it")
@@ -137,6 +141,10 @@ def read_description(path) -> dict:
     if desc.get("rows") != rows:
         raise DamagedOutput(f"holds {rows} rows, its description says {desc.get('rows')}")
     return desc
+
+
+def _digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
 class FeatureFolder(_Periodic):
@@ -194,10 +202,11 @@ class FeatureFolder(_Periodic):
                     else result.mean_features
             io.write_npz(target, **arrays)
         else:
-            # The sidecar first: a crash between the two leaves a description with no (or an older) .npy,
-            # which the row check tells apart, never a .npy that nothing describes.
-            io.write_json(sidecar_path(target), entry)
-            result.save(target, mean=self.per_video_mean)
+            # The sidecar first, with the data's SHA-256: a crash between the two leaves a description with no
+            # .npy, or with an older one that the digest tells apart; never a .npy that nothing describes.
+            data = result.features.mean(0) if self.per_video_mean else result.features
+            io.write_json(sidecar_path(target), {**entry, "sha256": _digest(np.asarray(data))})
+            io.write_npy(target, data)
         self.entries[result.video] = entry
         self.written += 1
         self.tick()
@@ -244,7 +253,7 @@ def scan_outputs(out_dir) -> tuple[dict, dict]:
 def write_index(out_dir, entries: Sequence[dict], per_video_mean: Optional[bool] = None) -> None:
     out_dir = Path(out_dir)
     _check_index_is_ours(out_dir / INDEX_NAME)
-    entries = [{k: v for k, v in e.items() if k != "format"} for e in entries]
+    entries = [{k: v for k, v in e.items() if k not in ("format", "sha256")} for e in entries]
     io.write_json(out_dir / INDEX_NAME, {"format": INDEX_FORMAT, "version": 1, "per_video_mean": per_video_mean,
                                          "videos": entries})
     rows = []

@@ -341,3 +341,35 @@ def test_json_dash_writes_standard_output(model_dir, videos, tmp_path, monkeypat
     data = json.loads(r.stdout)
     assert data["videos"][0]["video"] == str(videos[0]) and data["videos"][0]["complete"] is True
     assert str(videos[0]) in r.stderr  # the table went to standard error
+
+
+def test_crash_between_sidecar_and_npy_is_told_apart(model_dir, videos, tmp_path, monkeypatch):
+    # A rerun with another clip length stopped after the new description, before the new .npy: the old data
+    # must not pass for the new run's.
+    out_dir = tmp_path / "feats"
+    assert run("features", videos[0], "-m", model_dir, "--out-dir", out_dir, "-q").exit_code == 0
+    old = (out_dir / "a.npy").read_bytes()
+
+    def no_npy(path, array):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(io, "write_npy", no_npy)
+    r = run("features", videos[0], "-m", model_dir, "--out-dir", out_dir, "-q", "--clip-len", 4, "--stride", 8)
+    assert r.exit_code == 130 and (out_dir / "a.npy").read_bytes() == old
+    monkeypatch.undo()
+    assert json.loads((out_dir / "a.npy.json").read_text())["clip_len"] == 4
+    with pytest.raises(outputs.DamagedOutput, match="not what a.npy.json describes"):
+        outputs.read_description(out_dir / "a.npy")
+    r = run("features", videos[0], "-m", model_dir, "--out-dir", out_dir, "--skip-existing", "--clip-len", 4,
+            "--stride", 8)
+    assert r.exit_code == 0 and "0 video(s) already done, 1 to go" in r.stderr and "computing it again" in r.stderr
+    assert outputs.read_description(out_dir / "a.npy")["clip_len"] == 4
+
+
+def test_output_error_is_an_oserror_and_pickles():
+    import pickle
+
+    err = hub3d.OutputError("/out/a.npy", "No space left on device", errno.ENOSPC)
+    back = pickle.loads(pickle.dumps(err))
+    assert isinstance(back, OSError) and back.errno == errno.ENOSPC
+    assert str(back) == "/out/a.npy: cannot write (No space left on device)" and back.path == "/out/a.npy"

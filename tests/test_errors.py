@@ -15,6 +15,7 @@ BUILTIN_BASES = {
     "WeightsNotFoundError": FileNotFoundError,
     "ChecksumError": ValueError,
     "DownloadError": OSError,
+    "OutputError": OSError,
 }
 
 
