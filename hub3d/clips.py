@@ -79,17 +79,14 @@ def count_clips(num_frames: int, clip_len: int = 16, stride: Optional[int] = Non
 
 
 def estimate_clips(path, spec: ClipSpec) -> Optional[int]:
-    """How many clips a video file will give, from its header alone (cheap); None when it cannot be told."""
+    """How many clips a video will give, from its header alone (cheap); None when it cannot be told."""
+    if spec.start is not None or spec.end is not None:
+        return None  # a range: the header's length does not say
     try:
-        info = video.probe(path, source_fps=spec.source_fps)
+        n = video.declared_frames(path, spec.fps, spec.source_fps)
     except (video.VideoError, OSError):
         return None
-    if info.duration is None and info.num_frames is None:
-        return None
-    seconds = info.duration if info.duration is not None else info.num_frames / info.fps
-    seconds = min(seconds, spec.end if spec.end is not None else seconds) - (spec.start or 0.0)
-    n = int(round(seconds * (spec.fps or info.fps)))
-    return count_clips(n, spec.clip_len, spec.stride, spec.tail, spec.frame_step) if n > 0 else 0
+    return None if n is None else count_clips(n, spec.clip_len, spec.stride, spec.tail, spec.frame_step)
 
 
 def loop_indices(start: int, end: int, clip_len: int, frame_step: int = 1) -> list[int]:

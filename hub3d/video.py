@@ -190,6 +190,26 @@ def probe(source: PathLike, *, source_fps: Optional[float] = None) -> VideoInfo:
         container.close()
 
 
+def declared_frames(source: PathLike, fps: Optional[float] = None, source_fps: Optional[float] = None
+                    ) -> Optional[int]:
+    """Frames a source declares, from its header alone (no frame decoded: cheap enough to count a whole list up
+    front), resampled to ``fps`` if given; None when the header does not say (or the file cannot be opened)."""
+    path = Path(source)
+    if path.is_dir():
+        n = len(_frame_files(path))
+        return n if fps is None else int(round(n / float(source_fps or DEFAULT_FOLDER_FPS) * fps))
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        seconds, rate = _declared_seconds(container, stream), _stream_fps(stream) or DEFAULT_FOLDER_FPS
+        if fps is None:
+            return stream.frames or (int(round(seconds * rate)) if seconds else None)
+        seconds = seconds or (stream.frames / rate if stream.frames else None)
+        return int(round(seconds * fps)) if seconds else None
+    finally:
+        container.close()
+
+
 # ---------------------------------------------------------------------------------------------- decode
 
 
