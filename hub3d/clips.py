@@ -78,6 +78,17 @@ def count_clips(num_frames: int, clip_len: int = 16, stride: Optional[int] = Non
     return len(clip_windows(num_frames, clip_len, stride, tail, frame_step))
 
 
+def estimate_clips(path, spec: ClipSpec) -> Optional[int]:
+    """How many clips a video will give, from its header alone (cheap); None when it cannot be told."""
+    if spec.start is not None or spec.end is not None:
+        return None  # a range: the header's length does not say
+    try:
+        n = video.declared_frames(path, spec.fps, spec.source_fps)
+    except (video.VideoError, OSError):
+        return None
+    return None if n is None else count_clips(n, spec.clip_len, spec.stride, spec.tail, spec.frame_step)
+
+
 def loop_indices(start: int, end: int, clip_len: int, frame_step: int = 1) -> list[int]:
     """Frame indices of a window [start, end) at frame_step, loop-padded to clip_len: [s, s+k, ..., s, ...]."""
     if end <= start:
@@ -118,6 +129,7 @@ def iter_clips(
     end: Optional[float] = None,
     source_fps: Optional[float] = None,
     frame_step: Optional[int] = None,
+    coverage: Optional[video.Coverage] = None,
     **preprocessing,
 ) -> Iterator[Clip]:
     """Yield the preprocessed clips of a video (or of each video of a list, in order).
@@ -125,7 +137,8 @@ def iter_clips(
     cfg_or_model: a ClipSpec, a PretrainedCfg or a model carrying one; the keywords override it (see
     hub3d.specs.resolve_clip_spec, which sets the stride default; preprocessing keywords are ClipSpec fields
     such as crop_size=64, resize=64, channel_order="BGR"). A path is a video file or a frame folder.
-    fps / start / end / source_fps: as hub3d.video.iter_frames.
+    fps / start / end / source_fps: as hub3d.video.iter_frames. coverage: a video.Coverage that the decoder
+    fills in (how much of the file it read versus what the container declares; one video only).
     Each frame is decoded and preprocessed once, even when windows overlap. Raises VideoError (naming the
     file) for unreadable videos and when start/end select no frame; warns when tail drops every window.
     """
@@ -133,12 +146,13 @@ def iter_clips(
                              end=end, source_fps=source_fps, frame_step=frame_step, **preprocessing)
     videos = [video] if isinstance(video, (str, os.PathLike)) else list(video)
     for path in videos:
-        yield from spec_clips(os.fspath(path), spec)
+        yield from spec_clips(os.fspath(path), spec, coverage)
 
 
-def spec_clips(path: str, spec: ClipSpec) -> Iterator[Clip]:
-    """The clips of one video file or frame folder under a resolved ClipSpec."""
-    timed = video.timed_frames(path, fps=spec.fps, start=spec.start, end=spec.end, source_fps=spec.source_fps)
+def spec_clips(path: str, spec: ClipSpec, coverage: Optional[video.Coverage] = None) -> Iterator[Clip]:
+    """The clips of one video file or frame folder under a resolved ClipSpec (coverage: see video.Coverage)."""
+    timed = video.timed_frames(path, fps=spec.fps, start=spec.start, end=spec.end, source_fps=spec.source_fps,
+                               coverage=coverage)
     yield from _clips(path, timed, spec, Preprocess(spec))
 
 

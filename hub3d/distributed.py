@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Union
 
 from .errors import ConfigError, IncompleteError
+from .outputs import write_output
 from .manifest import (
     Manifest,
     sha256_file,
@@ -80,14 +81,17 @@ def shard_videos(videos: Sequence[str], index: int, count: int) -> list[str]:
 
 # ----------------------------------------------------------------------------------------------- index
 def write_index(out_dir: PathLike, records: Sequence[dict], per_video_mean: bool, fmt: str) -> None:
-    """index.json + index.csv from done manifest records: hub3d.outputs' index, as ``hub3d features --out-dir``."""
-    from .outputs import index_entry
+    """The feature folder's index from done manifest records: hub3d.outputs' index, as ``hub3d features --out-dir``
+    writes it (from the outputs' own descriptions, which every output carries)."""
+    from .outputs import read_description
     from .outputs import write_index as write_folder_index
 
-    mean_only = per_video_mean and fmt == "npy"  # such files hold the (D,) mean, not clip rows
-    entries = [index_entry(r["video"], r["file"], r["n_clips"], r.get("clip_frames"), r.get("clip_seconds"),
-                           mean_only) for r in records]
-    write_folder_index(out_dir, entries, per_video_mean=per_video_mean, mean_only=mean_only)
+    entries = []
+    for r in records:
+        entry = read_description(Path(out_dir) / r["file"])
+        entry["file"] = r["file"]
+        entries.append(entry)
+    write_folder_index(out_dir, entries, per_video_mean)
 
 
 def merge_index(out_dir: PathLike) -> dict:
@@ -158,7 +162,8 @@ class _Writer:
     def done(self, result, started: float | None, worker: dict | None = None) -> None:
         name = self.names[result.video]
         target = self.out_dir / name
-        result.save(target, mean=self.per_video_mean)
+        write_output(self.out_dir, name, result, per_video_mean=self.per_video_mean,
+                     meta={"model": self.model_name, "tag": self.tag})
         self.manifest.append(video_record(
             "done", result.video, file=name, sha256=sha256_file(target), n_clips=result.n_clips,
             model=self.model_name, tag=self.tag, spec=self.spec, worker=worker or self.worker, started=started,

@@ -61,6 +61,19 @@ class IncompleteError(Hub3dError, RuntimeError):
 
     def __reduce__(self):
         return type(self), (self.out_dir, self.missing)
+class OutputError(Hub3dError, OSError):
+    """An output that cannot be written (read-only folder, disk full, ...); names the real path, not a temp file."""
+
+    def __init__(self, path, reason: str, errno_: int = 0):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(errno_, f"{self.path}: cannot write ({reason})")
+
+    def __str__(self) -> str:
+        return self.args[1]
+
+    def __reduce__(self):
+        return type(self), (self.path, self.reason, self.errno)
 
 
 __all__ = [
@@ -73,4 +86,5 @@ __all__ = [
     "ChecksumError",
     "DownloadError",
     "IncompleteError",
+    "OutputError",
 ]

@@ -28,9 +28,10 @@ import numpy as np
 import torch
 
 from . import io
-from .clips import Clip, array_clips, iter_clips  # noqa: F401  (iter_clips is re-exported as hub3d.iter_clips)
+from .clips import Clip, array_clips, estimate_clips, iter_clips  # noqa: F401  (iter_clips is re-exported as hub3d.iter_clips)
 from .specs import ClipSpec, RunSpec, resolve_clip_spec, resolve_device, resolve_precision, resolve_run_spec
 from .errors import VideoError
+from .video import Coverage
 
 PathLike = Union[str, os.PathLike]
 # One video for the engine: a file or frame folder, uint8 frames (T, H, W, 3) in memory, or a zero-argument
@@ -54,6 +55,19 @@ def _clip_rows(frames: np.ndarray, seconds: np.ndarray) -> list[dict]:
     ]
 
 
+def _coverage_dict(r) -> dict:
+    return {"complete": r.complete, "decoded_seconds": r.decoded_seconds, "declared_seconds": r.declared_seconds}
+
+
+class _Outputs(tuple):
+    """(clip outputs, frames, seconds) of one video, with how much of the video was decoded (.coverage)."""
+
+    coverage = None
+
+    def coverage_fields(self) -> dict:
+        return {} if self.coverage is None else _coverage_dict(self.coverage)
+
+
 @dataclass
 class VideoResult:
     """Classification of one video. Arrays are numpy; ``clip_frames`` are [start, end) frame indices."""
@@ -65,6 +79,9 @@ class VideoResult:
     clip_frames: np.ndarray  # (n_clips, 2) int64
     clip_seconds: np.ndarray  # (n_clips, 2) float64
     labels: list
+    complete: bool = True  # False: the video ended well short of its declared length (see video.Coverage)
+    decoded_seconds: Optional[float] = None
+    declared_seconds: Optional[float] = None
 
     @property
     def n_clips(self) -> int:
@@ -83,6 +100,7 @@ class VideoResult:
             "video": self.video,
             "n_clips": self.n_clips,
             "topk": [{"label": l, "index": i, "prob": p} for l, i, p in self.topk],
+            **_coverage_dict(self),
         }
         if probs:
             d["probs"] = self.probs.tolist()
@@ -105,6 +123,9 @@ class FeatureResult:
     clip_frames: np.ndarray  # (n_clips, 2) int64, [start, end)
     clip_seconds: np.ndarray  # (n_clips, 2) float64
     mean_features: Optional[np.ndarray] = None  # (D,) when per_video_mean
+    complete: bool = True  # as VideoResult
+    decoded_seconds: Optional[float] = None
+    declared_seconds: Optional[float] = None
 
     @property
     def n_clips(self) -> int:
@@ -112,7 +133,7 @@ class FeatureResult:
 
     def to_dict(self) -> dict:
         d = {"video": self.video, "n_clips": self.n_clips, "features": self.features.tolist(),
-             "clips": _clip_rows(self.clip_frames, self.clip_seconds)}
+             "clips": _clip_rows(self.clip_frames, self.clip_seconds), **_coverage_dict(self)}
         if self.mean_features is not None:
             d["mean_features"] = self.mean_features.tolist()
         return d
@@ -243,10 +264,10 @@ def video_name(item, i: int) -> str:
     return str(getattr(item, "name", None) or f"<frames {i}>")
 
 
-def video_clips(item, spec: ClipSpec, name: str) -> Iterator[Clip]:
-    """The clips of one engine input (see VideoInput)."""
+def video_clips(item, spec: ClipSpec, name: str, coverage=None) -> Iterator[Clip]:
+    """The clips of one engine input (see VideoInput); coverage: a video.Coverage filled in for files."""
     if isinstance(item, (str, os.PathLike)):
-        return iter_clips(item, spec)
+        return iter_clips(item, spec, coverage=coverage)
     frames = item() if callable(item) else item
     return array_clips(frames, spec, name)
 
@@ -263,6 +284,7 @@ class _Producer:
         self.spec = spec
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.stop = threading.Event()
+        self.coverage: dict = {}  # video index -> video.Coverage
         self._next = iter(range(len(videos)))
         self._lock = threading.Lock()
         self.threads = [
@@ -294,8 +316,9 @@ class _Producer:
                     return
                 name = self.names[idx]
                 n = 0
+                self.coverage[idx] = coverage = Coverage()
                 try:
-                    for clip in video_clips(self.videos[idx], self.spec, name):
+                    for clip in video_clips(self.videos[idx], self.spec, name, coverage):
                         if not self._put((_CLIP, idx, clip)):
                             return
                         n += 1
@@ -356,7 +379,7 @@ def run_clips(
     done: dict[int, Any] = {}
     next_out = 0
     batch: list[tuple[int, Clip]] = []
-    bar = _progress_bar(progress, len(videos))
+    bar, clip_bar = _progress_bar(progress, videos, spec)
     pin = torch.device(runner.device).type == "cuda"
 
     def run_batch():
@@ -368,7 +391,7 @@ def run_clips(
                 job.frames[clip.index] = clip.frames
                 job.seconds[clip.index] = clip.seconds
                 maybe_finish(idx)
-        if bar is not None:
+        if bar is not None and clip_bar:
             bar.update(len(batch))
         batch.clear()
 
@@ -380,11 +403,12 @@ def run_clips(
                 finish_failed(idx)
                 return
             order = sorted(job.rows)
-            done[idx] = (
+            done[idx] = _Outputs((
                 np.stack([job.rows[i] for i in order]),
                 np.asarray([job.frames[i] for i in order], dtype=np.int64).reshape(-1, 2),
                 np.asarray([job.seconds[i] for i in order], dtype=np.float64).reshape(-1, 2),
-            )
+            ))
+            done[idx].coverage = producer.coverage.pop(idx, None)
             del jobs[idx]
 
     def finish_failed(idx):
@@ -422,6 +446,8 @@ def run_clips(
                 result = done.pop(next_out)
                 if bar is not None:
                     bar.set_postfix(videos=f"{next_out + 1}/{len(videos)}", refresh=False)
+                    if not clip_bar:
+                        bar.update(1)
                 yield names[next_out], result
                 next_out += 1
     finally:
@@ -449,14 +475,26 @@ def _no_clip_hint(spec: ClipSpec) -> str:
     return " (no frames in the requested range)"
 
 
-def _progress_bar(progress, n_videos):
+MAX_PROBED = 1000  # headers read for the total (~9 ms each measured on the busy dev box); more: count videos
+
+
+def _progress_bar(progress, videos, spec: ClipSpec):
+    """(bar, counts clips): a bar whose total is the clips the headers promise (probed up front: a header read
+    each), or the videos when some header cannot tell (or the input is not files)."""
     if progress is None or progress is False:  # not `not progress`: an empty tqdm bar has no truth value
-        return None
+        return None, True
     if progress is not True:
-        return progress  # a tqdm-like object supplied by the caller
+        return progress, True  # a tqdm-like object supplied by the caller
     from tqdm.auto import tqdm
 
-    return tqdm(unit="clip", desc=f"{n_videos} video{'s' if n_videos != 1 else ''}", dynamic_ncols=True)
+    n_videos = len(videos)
+    counts = [None]
+    if n_videos <= MAX_PROBED:
+        counts = [estimate_clips(v, spec) if isinstance(v, (str, os.PathLike)) else None for v in videos]
+    desc = f"{n_videos} video{'s' if n_videos != 1 else ''}"
+    if None in counts:
+        return tqdm(total=n_videos, unit="video", desc=desc, dynamic_ncols=True), False
+    return tqdm(total=sum(counts), unit="clip", desc=desc, dynamic_ncols=True), True
 
 
 # ---------------------------------------------------------------------------------------------- public
@@ -542,7 +580,8 @@ def iter_classify(model: torch.nn.Module, videos, *, topk: int = 5, spec=None, c
         probs = clip_probs.mean(axis=0)
         if len(labels) != len(probs):
             labels = [f"class_{i}" for i in range(len(probs))]
-        yield VideoResult(video, probs, _topk(probs, labels, topk), clip_probs, frames, seconds, labels)
+        yield VideoResult(video, probs, _topk(probs, labels, topk), clip_probs, frames, seconds, labels,
+                          **_coverage_of(item[1]))
 
 
 def iter_extract_features(model: torch.nn.Module, videos, *, per_video_mean: bool = False, spec=None,
@@ -563,7 +602,12 @@ def iter_extract_features(model: torch.nn.Module, videos, *, per_video_mean: boo
             yield item
             continue
         video, (feats, frames, seconds) = item
-        yield FeatureResult(video, feats, frames, seconds, feats.mean(axis=0) if per_video_mean else None)
+        yield FeatureResult(video, feats, frames, seconds, feats.mean(axis=0) if per_video_mean else None,
+                            **_coverage_of(item[1]))
+
+
+def _coverage_of(outputs) -> dict:
+    return outputs.coverage_fields() if isinstance(outputs, _Outputs) else {}
 
 
 def _collect(results) -> list:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import glob
+import hashlib
 import io
 import json
 import os
@@ -17,6 +19,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
+
+from .errors import OutputError, VideoError
 
 PathLike = Union[str, os.PathLike]
 
@@ -40,14 +44,37 @@ def atomic_path(path: PathLike, keep_suffix: bool = False) -> Iterator[Path]:
     keep_suffix: end the temp name with path's extension too (PyAV picks the container format from it).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(path, path.suffix if keep_suffix else "")
     try:
-        yield tmp
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            yield tmp
+            os.replace(tmp, path)
+        except OutputError:
+            raise
+        except OSError as e:  # name the real file, not the hidden temp one, and no chained traceback
+            raise OutputError(path, e.strerror or str(e), e.errno or 0) from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def check_writable(folder: PathLike) -> Path:
+    """Make sure files can be created in ``folder`` (created if missing) before any compute; OutputError if not."""
+    folder = Path(folder)
+    probe = temp_path_for(folder / "probe")
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(folder, os.strerror(errno.ENOTDIR), errno.ENOTDIR)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb"):
+            pass
+    except OSError as e:
+        raise OutputError(folder, e.strerror or str(e), e.errno or 0) from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+    return folder
 
 
 @contextlib.contextmanager
@@ -143,7 +170,7 @@ def _read_list_file(path: Path) -> list[str]:
 def expand_video_paths(inputs: Iterable[PathLike], extensions=VIDEO_EXTENSIONS) -> list[str]:
     """Turn files, directories (searched recursively for video extensions), globs and list files into paths.
 
-    A list file is given as ``@list.txt`` or any ``.txt`` file: one path per line. Order is kept (directories
+    A list file is given as ``@list.txt``: one path per line (a bare ``.txt`` file raises VideoError saying so). Order is kept (directories
     and globs sorted), duplicates dropped. A path that does not exist is kept as it is, so that the caller
     reports it with the other unreadable videos instead of silently skipping it; a glob or a directory that
     matches nothing raises ``FileNotFoundError``.
@@ -158,9 +185,11 @@ def expand_video_paths(inputs: Iterable[PathLike], extensions=VIDEO_EXTENSIONS) 
 
     for item in inputs:
         item = os.fspath(item)
-        if item.startswith("@") or (item.lower().endswith(".txt") and os.path.isfile(item)):
-            for p in _read_list_file(Path(item[1:] if item.startswith("@") else item)):
+        if item.startswith("@"):
+            for p in _read_list_file(Path(item[1:])):
                 add(p)
+        elif item.lower().endswith(".txt") and os.path.isfile(item):
+            raise VideoError(item, f"a text file, not a video; to read it as a list of videos, give @{item}")
         elif os.path.isdir(item):
             found = sorted(
                 str(p) for p in Path(item).rglob("*") if p.suffix.lower() in extensions and p.is_file()
@@ -184,18 +213,41 @@ def _ext_hint() -> str:
     return ", ".join(sorted(VIDEO_EXTENSIONS)[:8]) + ", ..."
 
 
-def output_names(videos: Sequence[PathLike], suffix: str) -> list[str]:
-    """Unique relative output file names for videos: their path below the videos' common folder, suffix swapped.
+def output_names(videos: Sequence[PathLike], suffix: str, *, root: Optional[PathLike] = None,
+                 taken: Optional[Mapping[str, str]] = None) -> list[str]:
+    """Output file names for videos that do not depend on what else is in the list.
 
-    ``a/x.mp4, a/b/x.mp4 -> x.npy, b/x.npy``; two videos that differ only in extension keep it (``x.mp4.npy``).
+    The name is the video's stem (or, with ``root``, its path below root) with ``suffix``; a name that two
+    videos would share, or that ``taken`` ({name: video}, outputs already on disk) gives another video, gets
+    ``-`` and 8 hex digits of the SHA-1 of the video's absolute path before the suffix: the same for that video
+    in every run. ``taken`` videos in the list keep their names.
     """
-    paths = [Path(os.path.abspath(v)) for v in videos]
-    if not paths:
-        return []
-    root = Path(os.path.commonpath([str(p.parent) for p in paths]))
-    rel = [p.relative_to(root) for p in paths]
-    names = [str(r.with_suffix(suffix)) for r in rel]
+    taken = dict(taken or {})
+    owned = {v: n for n, v in taken.items()}
+    rootp = Path(os.path.abspath(root)) if root is not None else None
+    base = []
+    for v in videos:
+        p = Path(os.path.abspath(v))
+        if rootp is None:
+            rel = Path(p.name)
+        else:
+            try:
+                rel = p.relative_to(rootp)
+            except ValueError:
+                raise ValueError(f"{v}: not below --root {root}") from None
+        base.append(str(rel.with_suffix(suffix)))
     counts: dict[str, int] = {}
-    for n in names:
-        counts[n] = counts.get(n, 0) + 1
-    return [str(r) + suffix if counts[n] > 1 else n for r, n in zip(rel, names)]
+    for v, n in zip(videos, base):
+        if os.fspath(v) not in owned:
+            counts[n] = counts.get(n, 0) + 1
+    out = []
+    for v, n in zip(videos, base):
+        v = os.fspath(v)
+        if v in owned:
+            out.append(owned[v])
+        elif counts[n] > 1 or n in taken:
+            digest = hashlib.sha1(os.path.abspath(v).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+            out.append(n[: -len(suffix)] + f"-{digest}{suffix}")
+        else:
+            out.append(n)
+    return out

@@ -9,6 +9,7 @@ resampling), which is what clip frame ranges refer to.
 """
 from __future__ import annotations
 
+import errno
 import itertools
 import math
 import os
@@ -50,6 +51,32 @@ class VideoInfo:
     pix_fmt: Optional[str] = None
 
 
+class PartialVideoWarning(UserWarning):
+    """A video that ends well before what its container declares (cut short, or a decode error mid-stream)."""
+
+
+@dataclass
+class Coverage:
+    """How much of a video decoding reached, filled in by the decoder as it goes (read it once it is done).
+
+    declared_seconds: the video stream's own duration (or the container's, when the file holds no other
+    stream), None when unknown. complete is False only when decoding stopped on an error, or reached the end of
+    the file well short of the declared length: a header that is merely wrong (frame counts estimated from the
+    bit rate, streams with no duration) with every frame decodable stays complete.
+    """
+
+    decoded_seconds: Optional[float] = None  # end of the last decoded frame (its time + duration)
+    declared_seconds: Optional[float] = None
+    complete: bool = True
+    reason: Optional[str] = None
+
+
+# Well short: less than this share of the declared length, and more than PARTIAL_SLACK_FRAMES frames missing
+# (a last frame's nominal length may differ from its real one by about a frame).
+PARTIAL_SHARE = 0.9
+PARTIAL_SLACK_FRAMES = 3
+
+
 # --------------------------------------------------------------------------------------------- helpers
 
 
@@ -74,8 +101,15 @@ def _pil():
 
 def _check_path(source: PathLike) -> Path:
     path = Path(source)
-    if not path.exists():
-        raise VideoError(path, "no such file or directory")
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise VideoError(path, "symbolic link loop (the link points, directly or not, back to itself)") from None
+        raise VideoError(path, "no such file or directory" if e.errno == errno.ENOENT else
+                         (e.strerror or str(e))) from None
+    if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+        raise VideoError(path, "an image, not a video (give a folder of images to read them as frames)")
     if path.is_file() and path.stat().st_size == 0:
         raise VideoError(path, "file is empty (0 bytes)")
     return path
@@ -156,20 +190,50 @@ def probe(source: PathLike, *, source_fps: Optional[float] = None) -> VideoInfo:
         container.close()
 
 
-# ---------------------------------------------------------------------------------------------- decode
-
-
-def _decode_file(path: Path, start: Optional[float], end: Optional[float],
-                 seek: Optional[float] = None):
-    """Yield (time, load, duration) in presentation order: load() converts the frame to RGB (lazily, so frames
-    skipped before `start` or by resampling cost no conversion), duration = 1 / the stream's frame rate.
-    Frames before `start` are skipped, decoding stops at the first frame at or after `end`; `seek` (seconds,
-    default start) jumps to a keyframe at least 1 s before it first."""
-    import av
-
+def declared_frames(source: PathLike, fps: Optional[float] = None, source_fps: Optional[float] = None
+                    ) -> Optional[int]:
+    """Frames a source declares, from its header alone (no frame decoded: cheap enough to count a whole list up
+    front), resampled to ``fps`` if given; None when the header does not say (or the file cannot be opened)."""
+    path = Path(source)
+    if path.is_dir():
+        n = len(_frame_files(path))
+        return n if fps is None else int(round(n / float(source_fps or DEFAULT_FOLDER_FPS) * fps))
     container = _open(path)
     try:
         stream = container.streams.video[0]
+        seconds, rate = _declared_seconds(container, stream), _stream_fps(stream) or DEFAULT_FOLDER_FPS
+        if fps is None:
+            return stream.frames or (int(round(seconds * rate)) if seconds else None)
+        seconds = seconds or (stream.frames / rate if stream.frames else None)
+        return int(round(seconds * fps)) if seconds else None
+    finally:
+        container.close()
+
+
+# ---------------------------------------------------------------------------------------------- decode
+
+
+def _declared_seconds(container, stream) -> Optional[float]:
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration and len(container.streams) == 1:  # else it may be an audio track's length
+        return container.duration / 1_000_000  # AV_TIME_BASE
+    return None
+
+
+def _decode_file(path: Path, start: Optional[float], end: Optional[float],
+                 seek: Optional[float] = None, coverage: Optional[Coverage] = None):
+    """Yield (time, load, duration) in presentation order: load() converts the frame to RGB (lazily, so frames
+    skipped before `start` or by resampling cost no conversion), duration = 1 / the stream's frame rate.
+    Frames before `start` are skipped, decoding stops at the first frame at or after `end`; `seek` (seconds,
+    default start) jumps to a keyframe at least 1 s before it first. coverage: filled in (see Coverage)."""
+    import av
+
+    coverage = Coverage() if coverage is None else coverage
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        coverage.declared_seconds = _declared_seconds(container, stream)
         stream.thread_type = "AUTO"  # frame + slice threads: decoding is the bottleneck on big videos
         tb = stream.time_base or Fraction(1, 90000)
         origin = stream.start_time
@@ -191,8 +255,7 @@ def _decode_file(path: Path, start: Optional[float], end: Optional[float],
             except av.error.FFmpegError as e:
                 if decoded == 0:
                     raise VideoError(path, f"corrupt video, no frame could be decoded ({_ffmpeg_reason(e)})") from e
-                warnings.warn(f"{path}: decoding stopped after {decoded} frames ({_ffmpeg_reason(e)}); the file "
-                              "looks truncated or corrupt, using the frames read so far", stacklevel=3)
+                coverage.complete, coverage.reason = False, f"decode error: {_ffmpeg_reason(e)}"
                 break
             decoded += 1
             if frame.pts is not None:
@@ -204,17 +267,31 @@ def _decode_file(path: Path, start: Optional[float], end: Optional[float],
             if last_time is not None and t <= last_time - _EPS:
                 continue  # out-of-order/duplicate pts after a seek or in broken files: keep time monotonic
             last_time = t
+            coverage.decoded_seconds = t + duration
             if start is not None and t < start - _EPS:
                 continue
             yield t, partial(_frame_image, frame), duration
             if end is not None and t >= end - _EPS:
-                break
+                return  # stopped on purpose: the rest of the file is not judged
         if decoded == 0:
             raise VideoError(path, "no frame could be decoded (empty or corrupt video stream)")
+        _judge_coverage(path, coverage, duration)
     except av.error.FFmpegError as e:
         raise VideoError(path, f"corrupt video ({_ffmpeg_reason(e)})") from e
     finally:
         container.close()
+
+
+def _judge_coverage(path, coverage: Coverage, frame_duration: float) -> None:
+    """At the end of a decode: mark a video that ends well short of its declared length, and warn."""
+    got, declared = coverage.decoded_seconds or 0.0, coverage.declared_seconds
+    short = declared and got < PARTIAL_SHARE * declared and declared - got > PARTIAL_SLACK_FRAMES * frame_duration
+    if coverage.complete and short:
+        coverage.complete, coverage.reason = False, "the file ends early"
+    if not coverage.complete:
+        of = f" of the {declared:.2f} s its container declares" if declared else ""
+        warnings.warn(PartialVideoWarning(f"{path}: incomplete video ({coverage.reason}): decoded {got:.2f} s{of}; "
+                                          "results cover only that part"), stacklevel=4)
 
 
 def _frame_image(frame) -> np.ndarray:
@@ -248,17 +325,31 @@ def _decode_folder(path: Path, fps: float, start: Optional[float], end: Optional
             break
 
 
-def _resample(frames, fps: float, first: Optional[float], end: Optional[float]):
+# --fps warns when resampling makes this many times more frames than the source has (plus a margin): a
+# timestamp gap (a broken or concatenated file) would otherwise silently repeat one frame for hours.
+RESAMPLE_BLOWUP = 4
+RESAMPLE_MARGIN = 250
+
+
+def _resample(frames, fps: float, first: Optional[float], end: Optional[float], name=None):
     """For each tick first + k / fps, the source frame nearest in time (ties: the later one, as FFmpeg's fps
     filter rounds); ticks run to the end of the last frame (its time + duration) or `end`. Streaming: holds
     one frame, converts only the frames it picks (once). first: None starts at the first frame's time."""
     k = 0
     prev = None  # [time, load, duration, image]
+    n_src, warned = 0, False
     for t, load, duration in frames:
+        n_src += 1
         if prev is None:
             first = t if first is None else first
         else:
             mid = (prev[0] + t) / 2
+            ticks = int(max(mid - first, 0) * fps)
+            if not warned and ticks > RESAMPLE_BLOWUP * n_src + RESAMPLE_MARGIN:
+                warned = True
+                warnings.warn(f"{name or 'video'}: resampling to {fps:g} fps gives ~{ticks} frames from {n_src} real "
+                              f"ones: a timestamp gap from {prev[0]:.2f} s to {t:.2f} s repeats one frame "
+                              f"{int((t - prev[0]) * fps)} times", stacklevel=2)
             while first + k / fps < mid - _EPS:
                 if end is not None and first + k / fps >= end - _EPS:
                     return
@@ -302,10 +393,11 @@ def iter_frames(
     return (Frame(image, i, t) for i, (t, image, _) in enumerate(timed))
 
 
-def timed_frames(source: PathLike, *, fps=None, start=None, end=None,
-                 source_fps=None) -> Iterator[tuple[float, np.ndarray, float]]:
+def timed_frames(source: PathLike, *, fps=None, start=None, end=None, source_fps=None,
+                 coverage: Optional[Coverage] = None) -> Iterator[tuple[float, np.ndarray, float]]:
     """iter_frames' engine: (time, image, duration), duration being the frame's nominal length (1 / the
-    stream's frame rate, 1 / fps when resampling), which clip end times need. Same arguments."""
+    stream's frame rate, 1 / fps when resampling), which clip end times need. Same arguments; coverage: a
+    Coverage the decoder fills in (how much of the file it read, versus what the container declares)."""
     path = _check_path(source)
     if fps is not None and fps <= 0:
         raise ValueError(f"fps must be > 0, got {fps}")
@@ -316,10 +408,10 @@ def timed_frames(source: PathLike, *, fps=None, start=None, end=None,
     if path.is_dir():
         decoded = _decode_folder(path, float(source_fps or DEFAULT_FOLDER_FPS), dec_start, dec_end)
     else:
-        decoded = _decode_file(path, dec_start, dec_end, seek=start)
+        decoded = _decode_file(path, dec_start, dec_end, seek=start, coverage=coverage)
     if fps is None:
         return ((t, load(), d) for t, load, d in decoded if end is None or t < end - _EPS)
-    return ((t, image, 1.0 / fps) for t, image in _resample(decoded, fps, start, end))
+    return ((t, image, 1.0 / fps) for t, image in _resample(decoded, fps, start, end, name=path))
 
 
 def read_frames(source: PathLike, **kwargs) -> np.ndarray:

@@ -151,15 +151,15 @@ def test_features_one_video_npy_and_npz(model_dir, net, videos, tmp_path):
 
 def test_features_many_videos(model_dir, net, videos, tmp_path):
     out_dir = tmp_path / "feats"
-    r = run("features", tmp_path / "vids", "-m", model_dir, "--out-dir", out_dir, "-q")  # a directory, recursive
-    assert r.exit_code == 0, r.output
+    r = run("features", tmp_path / "vids", "-m", model_dir, "--out-dir", out_dir, "-q", "--root", tmp_path / "vids")
+    assert r.exit_code == 0, r.output  # a directory, recursive; names below --root
     expected = hub3d.extract_features(net, videos)
     for name, e in zip(["a.npy", "sub/b.npy"], expected):
         np.testing.assert_allclose(np.load(out_dir / name), e.features, atol=1e-5)
-    index = json.loads((out_dir / "index.json").read_text())["videos"]
+    index = json.loads((out_dir / "hub3d-index.json").read_text())["videos"]
     assert [(e["video"], e["file"], e["rows"]) for e in index] == [(str(videos[0]), "a.npy", 3), (str(videos[1]), "sub/b.npy", 2)]
     assert index[0]["clip_frames"] == [[0, 8], [8, 16], [16, 20]]
-    with open(out_dir / "index.csv", newline="") as f:
+    with open(out_dir / "hub3d-index.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["file"], r["row"], r["frame_start"], r["frame_end"]) for r in rows] == [
         ("a.npy", "0", "0", "8"), ("a.npy", "1", "8", "16"), ("a.npy", "2", "16", "20"),
@@ -182,13 +182,13 @@ def test_features_skip_existing_and_list_file(model_dir, videos, make_video, tmp
     first = (out_dir / "a.npy").stat().st_mtime_ns
     os.utime(out_dir / "a.npy", ns=(1, 1))  # a recomputed file would get a fresh mtime
     c = make_video(frames=random_frames(4, 48, 64, seed=3), fps=10, name="c.mp4", directory=tmp_path / "vids")
-    r = run("features", listing, c, "-m", model_dir, "--out-dir", out_dir, "--skip-existing")
+    r = run("features", f"@{listing}", c, "-m", model_dir, "--out-dir", out_dir, "--skip-existing")
     assert r.exit_code == 0 and "2 video(s) already done, 1 to go" in r.stderr
     assert (out_dir / "a.npy").stat().st_mtime_ns == 1 != first
     assert np.load(out_dir / "c.npy").shape[0] == 1
-    index = json.loads((out_dir / "index.json").read_text())["videos"]
-    assert [e["file"] for e in index] == ["a.npy", "sub/b.npy", "c.npy"]
-    assert index[0]["clip_frames"] == [[0, 8], [8, 16], [16, 20]]  # kept from the first run's index
+    index = json.loads((out_dir / "hub3d-index.json").read_text())["videos"]
+    assert [e["file"] for e in index] == ["a.npy", "b.npy", "c.npy"]
+    assert index[0]["clip_frames"] == [[0, 8], [8, 16], [16, 20]]  # read from a.npy's own description
 
 
 def test_features_bad_video_and_usage(model_dir, videos, tmp_path):
@@ -197,7 +197,7 @@ def test_features_bad_video_and_usage(model_dir, videos, tmp_path):
     out_dir = tmp_path / "feats"
     r = run("features", tmp_path / "vids", "-m", model_dir, "--out-dir", out_dir, "-q")
     assert r.exit_code == 1 and f"{empty}: file is empty" in r.stderr
-    assert (out_dir / "a.npy").exists() and (out_dir / "sub/b.npy").exists() and not (out_dir / "empty.npy").exists()
+    assert (out_dir / "a.npy").exists() and (out_dir / "b.npy").exists() and not (out_dir / "empty.npy").exists()
     assert run("features", videos[0], "-m", model_dir).exit_code == 2  # neither --out nor --out-dir
     assert run("features", videos[0], "-m", model_dir, "--out", tmp_path / "f.txt").exit_code == 2
     r = run("classify", videos[0], "-m", model_dir, "--precision", "fp16", "--device", "cpu")
@@ -240,5 +240,6 @@ def test_expand_video_paths(tmp_path):
     with pytest.raises(FileNotFoundError, match="no video files"):
         (tmp_path / "empty").mkdir()
         io.expand_video_paths([tmp_path / "empty"])
-    assert io.output_names([tmp_path / "b/2.mp4", tmp_path / "c/2.mp4", tmp_path / "c/2.avi"], ".npy") == [
-        "b/2.npy", "c/2.mp4.npy", "c/2.avi.npy"]
+    names = io.output_names([tmp_path / "b/2.mp4", tmp_path / "c/2.mp4", tmp_path / "c/3.avi"], ".npy")
+    assert names[2] == "3.npy" and names[0] != names[1] and all(n.startswith("2-") for n in names[:2])
+    assert io.output_names([tmp_path / "b/2.mp4", tmp_path / "c/2.mp4"], ".npy", root=tmp_path) == ["b/2.npy", "c/2.npy"]

@@ -16,6 +16,7 @@ BUILTIN_BASES = {
     "ChecksumError": ValueError,
     "DownloadError": OSError,
     "IncompleteError": RuntimeError,
+    "OutputError": OSError,
 }
 
 

@@ -1,6 +1,7 @@
 """`hub3d classify` and `hub3d features`: thin wrappers over hub3d.inference; every file goes through hub3d.io."""
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -33,6 +34,8 @@ def engine_options(fn):
         click.option("--threads", type=click.IntRange(min=1),
                      help="The model's torch threads [cpu: all cores, less one per decoder when 2+ remain]."),
         click.option("--skip-existing", is_flag=True, help="Resume: skip videos whose outputs already exist."),
+        click.option("--allow-partial", is_flag=True,
+                     help="Exit 0 even when a video ends well before its declared length (it is flagged anyway)."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar or notices."),
     ]
     for option in reversed(options):
@@ -58,13 +61,14 @@ def load_model(model: str, pretrained: str, quiet: bool = False):
 
 def collect_videos(inputs) -> tuple[list[str], list[tuple[str, str]]]:
     """Expand each input (file, directory, glob, @list.txt); an input that expands to nothing is a failure."""
+    from hub3d.errors import VideoError
     from hub3d.io import expand_video_paths
 
     videos, failures, seen = [], [], set()
     for item in inputs:
         try:
             found = expand_video_paths([item])
-        except (FileNotFoundError, OSError) as e:
+        except (FileNotFoundError, OSError, VideoError) as e:
             failures.append((item, str(e)))
             continue
         for v in found:
@@ -96,11 +100,37 @@ def engine_kwargs(o: dict) -> dict:
                 on_error="skip", progress=not o["quiet"])
 
 
-def finish(failures: list, n_ok: int, quiet: bool) -> None:
-    if not quiet or failures:
-        click.echo(f"{n_ok} video(s) done, {len(failures)} failed", err=True)
-    if failures:
+def finish(failures: list, n_ok: int, quiet: bool, partial: list = (), allow_partial: bool = False) -> None:
+    if not quiet or failures or partial:
+        more = f", {len(partial)} incomplete" if partial else ""
+        click.echo(f"{n_ok} video(s) done{more}, {len(failures)} failed", err=True)
+    if partial and not allow_partial:
+        click.echo(f"error: {len(partial)} video(s) end well before their declared length (their results cover "
+                   f"only the decoded part, flagged complete: false): {', '.join(partial)}; --allow-partial "
+                   "accepts them", err=True)
+    if failures or (partial and not allow_partial):
         sys.exit(1)
+
+
+def note_partial(r, partial: list) -> None:
+    """Remember a result that covers only part of its video (the decoder has already warned, naming it)."""
+    if not r.complete:
+        partial.append(r.video)
+
+
+def output_errors(fn):
+    """Write failures (hub3d.errors.OutputError) end the command with their one line: path and OS reason."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from hub3d.errors import OutputError
+
+        try:
+            return fn(*args, **kwargs)
+        except OutputError as e:
+            raise click.ClickException(str(e)) from None
+    return wrapper
 
 
 def _model_meta(net, o: dict) -> dict:
@@ -120,12 +150,14 @@ def _model_meta(net, o: dict) -> dict:
 @engine_options
 @click.option("--topk", "-k", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--per-clip", is_flag=True, help="Also print every clip's top-k.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the full result here.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False),
+              help="Write the full result here ('-': standard output; the table then goes to standard error).")
 @click.option("--probs", is_flag=True, help="In --json, also every class probability (per video and clip).")
+@output_errors
 def classify(videos, topk, per_clip, json_path, probs, **o):
     """Top-k actions of each video (mean of the clip softmaxes).
 
-    VIDEOS: files, directories (searched recursively), globs, or a list file (@list.txt / list.txt).
+    VIDEOS: files, directories (searched recursively), globs, or a list file (@list.txt).
     """
     from hub3d.inference import FailedVideo, iter_classify
     from hub3d.outputs import ResultsJson
@@ -135,9 +167,10 @@ def classify(videos, topk, per_clip, json_path, probs, **o):
         report_failure(item, error)
     if o["skip_existing"] and not json_path:
         click.echo("note: --skip-existing needs --json to know what is done; classifying everything", err=True)
+    results = ResultsJson(json_path, {}, resume=o["skip_existing"], per_clip=True, clip_topk=topk,
+                          probs=probs)  # checks the output is writable before the model loads
     net = load_model(o["model"], o["pretrained"], o["quiet"])
-    results = ResultsJson(json_path, _model_meta(net, o), resume=o["skip_existing"], per_clip=True,
-                          clip_topk=topk, probs=probs)
+    results.meta = _model_meta(net, o)
     if results.done:
         paths = [p for p in paths if p not in results.done]
         if not o["quiet"]:
@@ -146,7 +179,10 @@ def classify(videos, topk, per_clip, json_path, probs, **o):
         results.fail(v, e)
 
     show = click.echo if o["quiet"] else _write_above_bar
-    n_ok = 0
+    if json_path == "-":  # standard output holds the JSON alone
+        show = functools.partial(click.echo, err=True) if o["quiet"] else functools.partial(_write_above_bar,
+                                                                                            file=sys.stderr)
+    n_ok, partial = 0, []
     with results:  # also on Ctrl-C and errors: the file lists every video done
         for r in iter_classify(net, paths, topk=topk, **engine_kwargs(o)):
             if isinstance(r, FailedVideo):
@@ -155,20 +191,22 @@ def classify(videos, topk, per_clip, json_path, probs, **o):
                 results.fail(r.video, r.error)
                 continue
             n_ok += 1
+            note_partial(r, partial)
             results.add(r)
             show(format_video(r, per_clip, topk))
-    finish(failures, n_ok, o["quiet"])
+    finish(failures, n_ok, o["quiet"], partial, o["allow_partial"])
 
 
-def _write_above_bar(text: str) -> None:
+def _write_above_bar(text: str, file=None) -> None:
     from tqdm import tqdm
 
-    tqdm.write(text, file=sys.stdout)
+    tqdm.write(text, file=file or sys.stdout)
 
 
 def format_video(r, per_clip: bool, topk: int) -> str:
     span = f"{r.clip_seconds[0, 0]:.2f}-{r.clip_seconds[-1, 1]:.2f} s" if r.n_clips else "-"
-    lines = [f"{r.video}  ({r.n_clips} clip{'s' if r.n_clips != 1 else ''}, {span})"]
+    cut = "" if r.complete else f", INCOMPLETE: {r.decoded_seconds or 0:.2f} of {r.declared_seconds or 0:.2f} s"
+    lines = [f"{r.video}  ({r.n_clips} clip{'s' if r.n_clips != 1 else ''}, {span}{cut})"]
     width = max(len(label) for label, _, _ in r.topk)
     lines += [f"  {rank}. {label.ljust(width)}  {prob:.4f}" for rank, (label, _, prob) in enumerate(r.topk, 1)]
     if per_clip:
@@ -183,16 +221,24 @@ def format_video(r, per_clip: bool, topk: int) -> str:
 @engine_options
 @click.option("--out", "-o", "out", type=click.Path(dir_okay=False),
               help="One video: its (n_clips, D) .npy or .npz. Several with --per-video-mean: one (n_videos, D) array.")
-@click.option("--out-dir", type=click.Path(file_okay=False), help="One file per video + index.csv/index.json.")
+@click.option("--out-dir", type=click.Path(file_okay=False),
+              help="One file per video (each describing itself) + hub3d-index.csv / hub3d-index.json.")
 @click.option("--format", "fmt", type=click.Choice(["npy", "npz"]), default="npy", show_default=True,
               help="File type in --out-dir (npz also holds clip_frames and clip_seconds).")
 @click.option("--per-video-mean", is_flag=True, help="Average the clip features of each video: (D,) per video.")
+@click.option("--root", type=click.Path(file_okay=False),
+              help="In --out-dir, name outputs by their path below this folder [the video's file name].")
+@click.option("--rebuild-index", type=click.Path(file_okay=False, exists=True), is_eager=True, expose_value=False,
+              callback=lambda ctx, _, d: _rebuild_index(ctx, d),
+              help="Rewrite DIR's index from its feature files alone (after a crash or a lost index), and exit.")
 @dataset_options  # datasets: --shard, --ray, --manifest, --merge-index (hub3d/cli/dataset.py)
-def features(videos, out, out_dir, fmt, per_video_mean, **o):
+@output_errors
+def features(videos, out, out_dir, fmt, per_video_mean, root, **o):
     """Clip features (the pooled vector before the classifier) of each video.
 
-    VIDEOS: files, directories (searched recursively), globs, or a list file (@list.txt / list.txt).
+    VIDEOS: files, directories (searched recursively), globs, or a list file (@list.txt).
     """
+    o["partial"] = []
     if bool(out) == bool(out_dir):
         raise click.UsageError("give exactly one of --out FILE or --out-dir DIR")
     if out and Path(out).suffix.lower() not in (".npy", ".npz"):
@@ -200,6 +246,8 @@ def features(videos, out, out_dir, fmt, per_video_mean, **o):
     paths, failures = collect_videos(videos)
     for item, error in failures:
         report_failure(item, error)
+    if root and not out_dir:
+        raise click.UsageError("--root names the files of --out-dir")
     if out and len(paths) > 1 and not per_video_mean:
         raise click.UsageError(f"{len(paths)} videos: use --out-dir DIR (one file per video), or --per-video-mean "
                                "to write one (n_videos, D) array to --out")
@@ -209,29 +257,49 @@ def features(videos, out, out_dir, fmt, per_video_mean, **o):
         n_ok = run_dataset(paths, out_dir, fmt, per_video_mean, failures, o, engine=engine_kwargs(o),
                            load=load_model, report=report_failure)
     else:
-        n_ok = _features_to_dir(paths, out_dir, fmt, per_video_mean, failures, o)
-    finish(failures, n_ok, o["quiet"])
+        n_ok = _features_to_dir(paths, out_dir, fmt, per_video_mean, root, failures, o)
+    finish(failures, n_ok, o["quiet"], o["partial"], o["allow_partial"])
 
 
-def _run_features(paths, per_video_mean, failures, o):
+def _rebuild_index(ctx, out_dir):
+    if out_dir is None or ctx.resilient_parsing:
+        return
+    from hub3d.errors import OutputError
+    from hub3d.outputs import INDEX_NAME, rebuild_index
+
+    try:
+        n, damaged = rebuild_index(out_dir)
+    except (OutputError, FileNotFoundError) as e:
+        raise click.ClickException(str(e)) from None
+    for name, why in damaged.items():
+        click.echo(f"warning: {Path(out_dir) / name}: {why}; left out of the index (run again to redo it)", err=True)
+    click.echo(f"{Path(out_dir) / INDEX_NAME}: {n} feature file(s) indexed", err=True)
+    ctx.exit(0)
+
+
+def _run_features(net, paths, per_video_mean, failures, o):
     from hub3d.inference import FailedVideo, iter_extract_features
 
-    net = load_model(o["model"], o["pretrained"], o["quiet"])
     for r in iter_extract_features(net, paths, per_video_mean=per_video_mean, **engine_kwargs(o)):
         if isinstance(r, FailedVideo):
             report_failure(r.video, r.error)
             failures.append((r.video, r.error))
         else:
+            note_partial(r, o["partial"])
             yield r
 
 
 def _features_to_file(paths, out, per_video_mean, failures, o) -> int:
     from hub3d.outputs import write_feature_file
 
+    from hub3d.io import check_writable
+
     if o["skip_existing"] and os.path.exists(out):
         click.echo(f"{out} exists; skipped (--skip-existing)", err=True)
         return 0
-    results = list(_run_features(paths, per_video_mean, failures, o))
+    check_writable(Path(os.path.abspath(out)).parent)
+    net = load_model(o["model"], o["pretrained"], o["quiet"])
+    results = list(_run_features(net, paths, per_video_mean, failures, o))
     if not results:
         return 0
     write_feature_file(out, results, per_video_mean=per_video_mean, single=len(paths) == 1)
@@ -240,16 +308,23 @@ def _features_to_file(paths, out, per_video_mean, failures, o) -> int:
     return len(results)
 
 
-def _features_to_dir(paths, out_dir, fmt, per_video_mean, failures, o) -> int:
-    """One file per video + index.csv / index.json (hub3d.outputs.FeatureFolder)."""
+def _features_to_dir(paths, out_dir, fmt, per_video_mean, root, failures, o) -> int:
+    """One file per video + hub3d-index.csv / hub3d-index.json (hub3d.outputs.FeatureFolder)."""
     from hub3d.outputs import FeatureFolder
 
-    folder = FeatureFolder(out_dir, paths, fmt=fmt, per_video_mean=per_video_mean, resume=o["skip_existing"])
+    try:
+        folder = FeatureFolder(out_dir, paths, fmt=fmt, per_video_mean=per_video_mean, resume=o["skip_existing"],
+                               root=root)
+    except ValueError as e:  # a video outside --root
+        raise click.UsageError(str(e)) from None
     if o["skip_existing"] and not o["quiet"]:
         click.echo(f"{out_dir}: {len(paths) - len(folder.todo)} video(s) already done, {len(folder.todo)} to go",
                    err=True)
+    if folder.todo:
+        net = load_model(o["model"], o["pretrained"], o["quiet"])
+        folder.meta = {**{k: v for k, v in _model_meta(net, o).items() if k != "precision"}, "fps": o["fps"]}
     with folder:  # also on Ctrl-C and errors: the index lists every file written
-        for r in _run_features(folder.todo, per_video_mean, failures, o) if folder.todo else ():
+        for r in _run_features(net, folder.todo, per_video_mean, failures, o) if folder.todo else ():
             folder.add(r)
     if not o["quiet"]:
         click.echo(f"wrote {folder.written} file(s) and the index to {out_dir}", err=True)
