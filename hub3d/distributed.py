@@ -146,7 +146,9 @@ def _write_plan(out_dir: Path, videos: list[str], fmt: str, per_video_mean: bool
 class _Writer:
     """Saves finished videos, appends their records, and counts videos/s and clips/s for the bar and summary."""
 
-    def __init__(self, out_dir, names, manifest, model_name, tag, spec, per_video_mean, worker, total, progress):
+    def __init__(self, out_dir, names, manifest, model_name, tag, spec, per_video_mean, worker, total, progress,
+                 meta=None):
+        self.meta = meta if meta is not None else {"model": model_name, "tag": tag}  # described in each output
         self.out_dir, self.names, self.manifest = out_dir, names, manifest
         self.model_name, self.tag, self.spec, self.per_video_mean, self.worker = (
             model_name, tag, spec, per_video_mean, worker)
@@ -163,7 +165,7 @@ class _Writer:
         name = self.names[result.video]
         target = self.out_dir / name
         write_output(self.out_dir, name, result, per_video_mean=self.per_video_mean,
-                     meta={"model": self.model_name, "tag": self.tag})
+                     meta=self.meta)
         self.manifest.append(video_record(
             "done", result.video, file=name, sha256=sha256_file(target), n_clips=result.n_clips,
             model=self.model_name, tag=self.tag, spec=self.spec, worker=worker or self.worker, started=started,
@@ -223,6 +225,7 @@ def extract_dataset(
     replicas: int | None = None,
     max_retries: int = 2,
     progress: bool = True,
+    meta: dict | None = None,
 ) -> dict:
     """Clip features of every video into ``out_dir`` (one file each), resumable, with a manifest.
 
@@ -271,7 +274,7 @@ def extract_dataset(
     todo = [v for v in mine if v not in finished]
     worker = worker_info(rank=index if count > 1 else None, shards=count if count > 1 else None)
     writer = _Writer(out_dir, names, manifest, model_name, model.pretrained_cfg.tag, record, per_video_mean, worker,
-                     len(todo), progress)
+                     len(todo), progress, meta)
     engine = dict(batch_size=batch_size, device=device, precision=precision, num_workers=num_workers,
                   threads=threads)
     try:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import dist_helpers
 import pytest
+
+from hub3d.outputs import INDEX_CSV, INDEX_NAME
 import torch
 from click.testing import CliRunner
 from conftest import random_frames
@@ -78,12 +80,18 @@ def outputs(d: Path) -> dict:
     return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*.npy"))}
 
 
+def index_rows(d: Path) -> list:
+    """The index's facts about each output (a Python-API run describes its model more briefly than the CLI)."""
+    keys = ("video", "file", "rows", "clip_frames", "clip_seconds", "complete", "decoded_seconds", "declared_seconds")
+    return [{k: e.get(k) for k in keys} for e in json.loads((d / INDEX_NAME).read_text())["videos"]]
+
+
 def assert_same_as(reference: Path, out: Path):
     ref = outputs(reference)
     assert len(ref) == len(FRAMES)
     assert outputs(out) == ref  # same names, same bytes
-    assert json.loads((out / "index.json").read_text()) == json.loads((reference / "index.json").read_text())
-    assert (out / "index.csv").read_text() == (reference / "index.csv").read_text()
+    assert index_rows(out) == index_rows(reference)
+    assert (out / INDEX_CSV).read_text() == (reference / INDEX_CSV).read_text()
 
 
 def done_counts(out: Path) -> dict:
@@ -111,7 +119,7 @@ def test_shard_option_matches_single_process(model_dir, videos, reference, tmp_p
     r0 = run("features", *videos, "-m", model_dir, "--out-dir", out, "--shard", "0/2")
     assert r0.exit_code == 0, r0.output
     assert "shard 0/2: 6 video(s) done, 0 failed" in r0.output and "index waits for the other shards" in r0.output
-    assert not (out / "index.json").exists()
+    assert not (out / INDEX_NAME).exists()
     r = run("features", "--merge-index", out)  # before shard 1: says what is missing
     assert r.exit_code == 1
     missing = sorted(videos)[1::2]
@@ -119,7 +127,7 @@ def test_shard_option_matches_single_process(model_dir, videos, reference, tmp_p
     r1 = run("features", *videos, "-m", model_dir, "--out-dir", out, "--shard", "1/2", "-q")
     assert r1.exit_code == 0, r1.output
     assert_same_as(reference, out)  # the last shard wrote the index
-    (out / "index.json").unlink()
+    (out / INDEX_NAME).unlink()
     assert run("features", "--merge-index", out).exit_code == 0
     assert_same_as(reference, out)
     assert set(done_counts(out).values()) == {1} and len(done_counts(out)) == len(videos)
@@ -135,7 +143,7 @@ def test_torchrun_processes_match_single_process(model_dir, videos, reference, t
     for p in procs:
         output, _ = p.communicate(timeout=300)
         assert p.returncode == 0, output
-    if not (out / "index.json").exists():  # both finished at the same moment: neither saw the other done
+    if not (out / INDEX_NAME).exists():  # both finished at the same moment: neither saw the other done
         assert run("features", "--merge-index", out).exit_code == 0
     assert_same_as(reference, out)
     workers = {r["worker"]["rank"] for r in Manifest(out).records() if r.get("kind") == "video"}
@@ -177,8 +185,8 @@ def test_bad_video_is_recorded_failed_and_the_rest_go_on(model_dir, videos, bad_
     assert f"{bad_video}: not a readable video" in r.output
     rec = Manifest(out).latest()[bad_video]
     assert rec["status"] == "failed" and bad_video in rec["error"] and rec["sha256"] is None
-    ref = json.loads((reference / "index.json").read_text())
-    got = json.loads((out / "index.json").read_text())
+    ref = json.loads((reference / INDEX_NAME).read_text())
+    got = json.loads((out / INDEX_NAME).read_text())
     assert got == ref  # the index of the videos that worked
     before = stats(out)
     r = run("features", bad_video, *videos, "-m", model_dir, "--out-dir", out, "--manifest")

@@ -19,7 +19,7 @@ def _merge_index(ctx, param, value):
         raise click.ClickException(str(e)) from None
     for video, error in result["failed"].items():
         click.echo(f"failed (not in the index): {video}: {error}", err=True)
-    click.echo(f"{value}: index.json / index.csv written ({result['done']} video(s))", err=True)
+    click.echo(f"{value}: hub3d-index.json / hub3d-index.csv written ({result['done']} video(s))", err=True)
     ctx.exit(0)
 
 
@@ -54,10 +54,11 @@ def wants_dataset(o: dict) -> bool:
         raise click.UsageError(f"{e}; give --shard I/N") from None
 
 
-def run_dataset(paths, out_dir, fmt, per_video_mean, failures, o, *, engine: dict, load, report) -> int:
+def run_dataset(paths, out_dir, fmt, per_video_mean, failures, o, *, engine: dict, load, report, meta) -> int:
     """Extract with hub3d.distributed.extract_dataset; returns the number of videos done (now or before).
 
-    engine, load, report: cli.predict's engine_kwargs(o), load_model and report_failure (passed in: predict
+    engine, load, report, meta: cli.predict's engine_kwargs(o), load_model, report_failure and the outputs'
+    description of a model (passed in: predict
     imports this module, so this one must not import predict)."""
     from hub3d.distributed import extract_dataset, parse_shard
     from hub3d.errors import Hub3dError
@@ -85,6 +86,7 @@ def run_dataset(paths, out_dir, fmt, per_video_mean, failures, o, *, engine: dic
                             pretrained=o["pretrained"] if is_model(o["model"]) else None, fmt=fmt,
                             per_video_mean=per_video_mean, shard=shard, ray=True if ray == "auto" else ray,
                             replicas=o.get("replicas"), max_retries=o.get("retries", 2), progress=not o["quiet"],
+                            meta=meta(net),
                             **kwargs)
     except (Hub3dError, ValueError, ImportError) as e:
         raise click.ClickException(str(e)) from None

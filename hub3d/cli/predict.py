@@ -145,6 +145,12 @@ def _model_meta(net, o: dict) -> dict:
             "precision": o["precision"]}
 
 
+def _folder_meta(net, o: dict) -> dict:
+    """What every feature file says of the model and clips it came from (precision aside: outputs do not depend
+    on where they were computed)."""
+    return {**{k: v for k, v in _model_meta(net, o).items() if k != "precision"}, "fps": o["fps"]}
+
+
 # ---------------------------------------------------------------------------------------------- classify
 @click.command("classify")
 @engine_options
@@ -255,7 +261,7 @@ def features(videos, out, out_dir, fmt, per_video_mean, root, **o):
         n_ok = _features_to_file(paths, out, per_video_mean, failures, o)
     elif wants_dataset(o):  # shards / Ray / manifest: hub3d.distributed
         n_ok = run_dataset(paths, out_dir, fmt, per_video_mean, failures, o, engine=engine_kwargs(o),
-                           load=load_model, report=report_failure)
+                           load=load_model, report=report_failure, meta=lambda net: _folder_meta(net, o))
     else:
         n_ok = _features_to_dir(paths, out_dir, fmt, per_video_mean, root, failures, o)
     finish(failures, n_ok, o["quiet"], o["partial"], o["allow_partial"])
@@ -322,7 +328,7 @@ def _features_to_dir(paths, out_dir, fmt, per_video_mean, root, failures, o) -> 
                    err=True)
     if folder.todo:
         net = load_model(o["model"], o["pretrained"], o["quiet"])
-        folder.meta = {**{k: v for k, v in _model_meta(net, o).items() if k != "precision"}, "fps": o["fps"]}
+        folder.meta = _folder_meta(net, o)
     with folder:  # also on Ctrl-C and errors: the index lists every file written
         for r in _run_features(net, folder.todo, per_video_mean, failures, o) if folder.todo else ():
             folder.add(r)
