@@ -22,6 +22,7 @@ from .checkpoint import (
     write_pretrained,
 )
 from .errors import CheckpointError, ConfigError
+from .io import default_mode
 from .pretrained import PretrainedCfg, is_bare_name, packaged_label_file, parse_label_text
 from .registry import (
     TAG_ALIASES,
@@ -311,6 +312,7 @@ def convert_into_cache(file: Union[str, os.PathLike], model_name: str, tag: str)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{weights_key(model_name, tag)}.", suffix=".tmp"))
     try:
+        default_mode(tmp)  # mkdtemp's 0700 would keep a shared cache private to one user
         convert(file, tmp, model_name=model_name, tag=tag)
         if final.exists() and not is_hub3d_dir(final):
             shutil.rmtree(final)  # a leftover that was never a complete conversion
