@@ -6,6 +6,7 @@ formats), and converts original files into hub3d's cache (hub3d.sources finds th
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -32,6 +33,7 @@ from .registry import (
     get_pretrained_cfg,
     infer_arch_kwargs,
     is_model,
+    list_models,
     model_for_arch,
     resolve_tag,
     split_model_tag,
@@ -43,6 +45,7 @@ from .sources import (
     is_hub3d_dir,
     locate_weights,
     looks_like_hf_repo,
+    original_file_name,
     parse_hf_id,
     weights_key,
     weights_lock,
@@ -141,12 +144,61 @@ def stated_model(ckpt: Checkpoint) -> Optional[str]:
     return model_for_arch(ckpt.arch) if ckpt.arch else None
 
 
+# torchvision's release names: '<model>-<first hex digits of the sha256>.pth' (r3d_18-b3b3357e.pth).
+_RELEASE_NAME = re.compile(r"(?P<model>[A-Za-z0-9_]+)-[0-9a-f]{6,64}\.(?:pth|pt|pyth)")
+
+
+def identify_model(ckpt: Checkpoint) -> Optional[str]:
+    """The registered model a checkpoint holds: what it says; else a released file name (a tag's file, or
+    torchvision's '<model>-<hash>.pth'); else the one model whose family detects the state dict and whose
+    keys and shapes it fits exactly. None when that is ambiguous or nothing fits."""
+    stated = stated_model(ckpt)
+    if stated is not None or ckpt.layout == "hub3d":
+        return stated
+    filename = ckpt.path.name
+    for model, cfgs in _pretrained_cfgs.items():
+        if any(original_file_name(cfg) == filename for cfg in cfgs.values()):
+            return model
+    match = _RELEASE_NAME.fullmatch(filename)
+    if match and is_model(match["model"]):
+        return match["model"]
+    return detect_model(ckpt.state_dict)
+
+
+def detect_model(state_dict: dict) -> Optional[str]:
+    """The one registered model that a bare state dict fits (families' detect, then keys and shapes on meta)."""
+    fits = []
+    detected: dict = {}  # family -> remapped state dict, or None when the family does not detect it
+    for model in list_models():
+        family = get_family(model)
+        if family not in detected:
+            try:
+                remapped = family.remap_state_dict(state_dict)
+                detected[family] = remapped if family.detect(remapped) else None
+            except Exception:  # noqa: BLE001  (a foreign layout may trip another family's remapping)
+                detected[family] = None
+        remapped = detected[family]
+        if remapped is None:
+            continue
+        try:
+            with torch.device("meta"):
+                expected = create_model(model, **family.infer_arch_kwargs(remapped)).state_dict()
+        except Exception:  # noqa: BLE001  (arguments this model does not take: not this model)
+            continue
+        keys = {k for k in expected if not k.endswith("num_batches_tracked")}
+        given = {k for k in remapped if not k.endswith("num_batches_tracked")}
+        if keys == given and all(tuple(remapped[k].shape) == tuple(expected[k].shape) for k in keys):
+            fits.append(model)
+    return fits[0] if len(fits) == 1 else None
+
+
 def _load_checkpoint(
     ckpt: Checkpoint, name: Optional[str], tag: Optional[str], num_classes: Optional[int], arch_kwargs: dict
 ) -> nn.Module:
     """Build the architecture the checkpoint needs, load it strictly, then adapt the classifier if asked."""
     stated = stated_model(ckpt)
     if name is None:
+        stated = identify_model(ckpt)
         if stated is None or not is_model(stated):
             raise CheckpointError(
                 f"{ckpt.path}: cannot tell which architecture this checkpoint holds "

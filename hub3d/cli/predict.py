@@ -45,7 +45,8 @@ def load_model(model: str, pretrained: str, quiet: bool = False):
 
     random_weights = is_model(model) and pretrained.lower() in NO_WEIGHTS
     if quiet:
-        __import__("hub3d.sources", fromlist=["quiet_hub"]).quiet_hub()  # no "Retrying ..." under -q
+        from hub3d.sources import quiet_hub
+        quiet_hub()  # no "Retrying ..." warnings from huggingface_hub under -q
     try:
         net = hub3d.load(model, pretrained=None if random_weights else pretrained)
     except Exception as e:  # noqa: BLE001  (any loading problem ends the command with its message)
