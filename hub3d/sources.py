@@ -290,10 +290,7 @@ def download_hf(
             return config.parent
         except LocalEntryNotFoundError:
             pass
-    if _offline():
-        raise WeightsNotFoundError(f"{where} on the Hugging Face Hub: not in the Hugging Face cache, and offline "
-                                   "mode (HF_HUB_OFFLINE) forbids downloading it: unset HF_HUB_OFFLINE once online")
-    unreachable = hub_unreachable()
+    unreachable = None if _offline() else hub_unreachable()  # offline: huggingface_hub answers from its cache
     if unreachable:
         raise WeightsNotFoundError(f"{where} on the Hugging Face Hub: not in the Hugging Face cache and the Hub "
                                    f"cannot be reached ({unreachable}): connect to the network (or set HF_ENDPOINT "
@@ -312,7 +309,8 @@ def download_hf(
     except RevisionNotFoundError:
         reason = "revision not found"
     except LocalEntryNotFoundError as e:  # first: it is also an EntryNotFoundError
-        reason = f"not in the Hugging Face cache and the Hub could not be reached ({str(e).splitlines()[0]})"
+        reason = f"not in the Hugging Face cache and the Hub could not be reached ({str(e).splitlines()[0]})" + (
+            ": offline mode (HF_HUB_OFFLINE) is on; unset it once online" if _offline() else "")
     except RemoteEntryNotFoundError:
         reason = f"not a hub3d repo ({CONFIG_NAME} and {WEIGHTS_NAME} needed, one is missing)"
     except HfHubHTTPError as e:

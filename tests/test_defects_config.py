@@ -311,3 +311,41 @@ def test_bare_state_dict_detected_when_unambiguous(tmp_path):
     torch.save({"foo.weight": torch.zeros(2, 2)}, tmp_path / "other.pth")
     with pytest.raises(hub3d.errors.CheckpointError, match="other.pth"):
         hub3d.load(str(tmp_path / "other.pth"))
+
+
+# ------------------------------------------------------------------------------------ 5. list/info fast
+HEAVY = ("av", "huggingface_hub", "safetensors", "torch.utils.flop_counter", "sympy", "torch._dynamo")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["list"], ["info", "resnet3d_34"]])
+def test_cli_zoo_commands_import_nothing_heavy(args):
+    code = ("import sys\nfrom hub3d.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
+            "print('HEAVY', [m for m in %r if m in sys.modules])" % (args, HEAVY))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "HEAVY []", out.stdout[-500:]
+    if args == ["list"]:
+        assert "resnet3d_34" in out.stdout and "r2plus1d_18" in out.stdout
+
+
+def test_zoo_table_covers_every_model_and_non_defaults_count_live():
+    from hub3d.models.zoo_stats import ZOO_STATS
+
+    assert set(ZOO_STATS) == set(hub3d.list_models()), "run python tools/gen_zoo_stats.py"
+    table = hub3d.model_info("resnet3d_34")
+    live = hub3d.model_info("resnet3d_34", live=True)
+    assert table == live
+    assert hub3d.model_info("resnet3d_34", num_classes=10).params < table.params  # counted live
+
+
+@pytest.mark.slow
+def test_zoo_table_matches_the_live_count():
+    sys.path.insert(0, str(ROOT / "tools"))
+    from gen_zoo_stats import live_stats
+
+    from hub3d.models.zoo_stats import ZOO_STATS
+
+    live = live_stats()
+    stale = [n for n in live if ZOO_STATS.get(n) != pytest.approx(live[n])]
+    assert not stale and set(ZOO_STATS) == set(live), f"stale: {stale}; run python tools/gen_zoo_stats.py"
