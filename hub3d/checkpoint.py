@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
@@ -138,7 +139,7 @@ def load_state_dict_strict(model: nn.Module, state_dict: dict, where: str, famil
     state_dict = dict(state_dict)
     for key, value in expected.items():
         if key.endswith("num_batches_tracked") and key not in state_dict:
-            state_dict[key] = torch.zeros_like(value)
+            state_dict[key] = torch.zeros(value.shape, dtype=value.dtype)  # value may be on the meta device
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     shapes = [
@@ -154,7 +155,23 @@ def load_state_dict_strict(model: nn.Module, state_dict: dict, where: str, famil
                 parts.append(f"{title}: {shown}")
         hint = family.load_hint(missing + unexpected) if family is not None else ""
         raise CheckpointError(f"weights do not fit {where}{hint}: " + "; ".join(parts))
-    model.load_state_dict(state_dict, strict=True)
+    if not any(t.is_meta for t in expected.values()):
+        model.load_state_dict(state_dict, strict=True)
+        return
+    # A model built on the meta device (hub3d.loader): the checked tensors become its parameters and buffers.
+    state_dict = {k: _as_parameter_data(v, expected[k].dtype) for k, v in state_dict.items()}
+    model.load_state_dict(state_dict, strict=True, assign=True)
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise CheckpointError(f"{where}: tensors not in any checkpoint: {', '.join(left[:8])}")
+
+
+def _as_parameter_data(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A tensor laid out as a freshly allocated parameter: the model's dtype, contiguous, 64-byte aligned (views
+    into a safetensors buffer may not be, and kernels then take other code paths: outputs would differ in the
+    last bits from a copy into a built model)."""
+    tensor = tensor.to(dtype).contiguous()
+    return tensor.clone() if tensor.data_ptr() % 64 else tensor
 
 
 def model_config(model: nn.Module) -> dict:
@@ -176,6 +193,12 @@ def write_pretrained(model: nn.Module, directory: PathLike, config_extra: Option
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     config = {**model_config(model), **(config_extra or {})}
+    mean_array = config["pretrained_cfg"].get("mean_array")
+    if mean_array is not None and os.path.isabs(mean_array):  # a model directory's own: it travels with the model
+        name = Path(mean_array).name
+        if Path(mean_array).resolve() != (directory / name).resolve():
+            shutil.copyfile(mean_array, directory / name)
+        config["pretrained_cfg"]["mean_array"] = name
     with atomic_path(directory / WEIGHTS_NAME) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt"})
     write_text(directory / CONFIG_NAME, json.dumps(config, indent=2) + "\n")

@@ -37,6 +37,25 @@ def temp_path_for(path: PathLike, suffix: str = "") -> Path:
     return path.with_name(f".{path.name}{TMP_MARKER}{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS tells (Linux), else set and restored at once."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(path: PathLike) -> None:
+    """Give a file (0666) or directory (0777) the permissions the umask allows, as open() and mkdir() would:
+    writers that make private temp files (tempfile.mkdtemp: 0700; some libraries: 0600) would otherwise leave
+    a shared cache (HUB3D_HOME) readable by one user only."""
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~current_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike, keep_suffix: bool = False) -> Iterator[Path]:
     """A temp path for writers that take a file name: renamed over ``path`` on clean exit, else deleted.
@@ -49,6 +68,8 @@ def atomic_path(path: PathLike, keep_suffix: bool = False) -> Iterator[Path]:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             yield tmp
+            if tmp.exists():
+                default_mode(tmp)  # the user's umask, as for any file they write (temp files are 0600)
             os.replace(tmp, path)
         except OutputError:
             raise

@@ -6,21 +6,25 @@ formats), and converts original files into hub3d's cache (hub3d.sources finds th
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Optional, Union
 
+import torch
 from torch import nn
 
 from .checkpoint import (
+    CONFIG_NAME,
     Checkpoint,
     load_state_dict_strict,
     read_checkpoint,
     write_pretrained,
 )
 from .errors import CheckpointError, ConfigError
-from .pretrained import PretrainedCfg
+from .io import default_mode
+from .pretrained import PretrainedCfg, is_bare_name, packaged_label_file, parse_label_text
 from .registry import (
     TAG_ALIASES,
     _pretrained_cfgs,
@@ -29,15 +33,19 @@ from .registry import (
     get_pretrained_cfg,
     infer_arch_kwargs,
     is_model,
+    list_models,
     model_for_arch,
     resolve_tag,
     split_model_tag,
 )
+from .specs import resolve_clip_spec
 from .sources import (
     converted_dir,
     download_hf,
     is_hub3d_dir,
     locate_weights,
+    looks_like_hf_repo,
+    original_file_name,
     parse_hf_id,
     weights_key,
     weights_lock,
@@ -136,12 +144,61 @@ def stated_model(ckpt: Checkpoint) -> Optional[str]:
     return model_for_arch(ckpt.arch) if ckpt.arch else None
 
 
+# torchvision's release names: '<model>-<first hex digits of the sha256>.pth' (r3d_18-b3b3357e.pth).
+_RELEASE_NAME = re.compile(r"(?P<model>[A-Za-z0-9_]+)-[0-9a-f]{6,64}\.(?:pth|pt|pyth)")
+
+
+def identify_model(ckpt: Checkpoint) -> Optional[str]:
+    """The registered model a checkpoint holds: what it says; else a released file name (a tag's file, or
+    torchvision's '<model>-<hash>.pth'); else the one model whose family detects the state dict and whose
+    keys and shapes it fits exactly. None when that is ambiguous or nothing fits."""
+    stated = stated_model(ckpt)
+    if stated is not None or ckpt.layout == "hub3d":
+        return stated
+    filename = ckpt.path.name
+    for model, cfgs in _pretrained_cfgs.items():
+        if any(original_file_name(cfg) == filename for cfg in cfgs.values()):
+            return model
+    match = _RELEASE_NAME.fullmatch(filename)
+    if match and is_model(match["model"]):
+        return match["model"]
+    return detect_model(ckpt.state_dict)
+
+
+def detect_model(state_dict: dict) -> Optional[str]:
+    """The one registered model that a bare state dict fits (families' detect, then keys and shapes on meta)."""
+    fits = []
+    detected: dict = {}  # family -> remapped state dict, or None when the family does not detect it
+    for model in list_models():
+        family = get_family(model)
+        if family not in detected:
+            try:
+                remapped = family.remap_state_dict(state_dict)
+                detected[family] = remapped if family.detect(remapped) else None
+            except Exception:  # noqa: BLE001  (a foreign layout may trip another family's remapping)
+                detected[family] = None
+        remapped = detected[family]
+        if remapped is None:
+            continue
+        try:
+            with torch.device("meta"):
+                expected = create_model(model, **family.infer_arch_kwargs(remapped)).state_dict()
+        except Exception:  # noqa: BLE001  (arguments this model does not take: not this model)
+            continue
+        keys = {k for k in expected if not k.endswith("num_batches_tracked")}
+        given = {k for k in remapped if not k.endswith("num_batches_tracked")}
+        if keys == given and all(tuple(remapped[k].shape) == tuple(expected[k].shape) for k in keys):
+            fits.append(model)
+    return fits[0] if len(fits) == 1 else None
+
+
 def _load_checkpoint(
     ckpt: Checkpoint, name: Optional[str], tag: Optional[str], num_classes: Optional[int], arch_kwargs: dict
 ) -> nn.Module:
     """Build the architecture the checkpoint needs, load it strictly, then adapt the classifier if asked."""
     stated = stated_model(ckpt)
     if name is None:
+        stated = identify_model(ckpt)
         if stated is None or not is_model(stated):
             raise CheckpointError(
                 f"{ckpt.path}: cannot tell which architecture this checkpoint holds "
@@ -152,24 +209,116 @@ def _load_checkpoint(
         raise CheckpointError(f"{ckpt.path}: holds a {stated!r} model, not {name!r}")
 
     if ckpt.layout == "hub3d":
-        cfg = PretrainedCfg.from_dict(ckpt.config["pretrained_cfg"])
+        cfg, labels = config_of_checkpoint(ckpt)
         kwargs = {**ckpt.config["arch_kwargs"], **arch_kwargs}
-        labels = ckpt.config.get("labels")
+        check_config_against_weights(name, kwargs, cfg, labels, ckpt)
     else:
         cfg = cfg_for_checkpoint(name, ckpt, tag)
         kwargs = {**cfg.arch_kwargs, **infer_arch_kwargs(name, ckpt.state_dict), **arch_kwargs}
         labels = None
     weights_classes = kwargs.pop("num_classes", cfg.num_classes)
-    model = create_model(name, num_classes=weights_classes, pretrained_cfg=cfg, **kwargs)
+    try:  # clip_len, crop, mean, ... checked once here, not video by video
+        resolve_clip_spec(cfg)
+    except (TypeError, ValueError) as e:
+        source = ckpt.path / CONFIG_NAME if ckpt.layout == "hub3d" else f"tag {cfg.tag!r}"
+        raise ConfigError(f"{source}: pretrained_cfg: {e}") from None
+    # Built on the meta device: nothing is allocated until the weights (checked key by key, shape by shape)
+    # become the parameters themselves (load_state_dict(assign=True)), so a config the weights contradict
+    # fails before any allocation, and a good one is not initialised only to be overwritten.
+    with torch.device("meta"):
+        model = create_model(name, num_classes=weights_classes, pretrained_cfg=cfg, **kwargs)
     if labels is not None:
-        if len(labels) != weights_classes:
-            raise CheckpointError(f"{ckpt.path}: config lists {len(labels)} labels for {weights_classes} classes")
         model.labels = list(labels)
     where = f"{name} (tag {cfg.tag}, {ckpt.layout} checkpoint {ckpt.path})"
     load_state_dict_strict(model, ckpt.state_dict, where, family=get_family(name))
     if num_classes is not None and num_classes != weights_classes:
         model.reset_classifier(num_classes)
     return model
+
+
+def _config_error(ckpt: Checkpoint, field: str, value, why: str) -> ConfigError:
+    return ConfigError(f"{ckpt.path / CONFIG_NAME}: {field} {value!r}: {why}")
+
+
+def config_of_checkpoint(ckpt: Checkpoint) -> tuple[PretrainedCfg, Optional[list]]:
+    """The PretrainedCfg and label list of a hub3d directory's config.json, every path-like field checked.
+
+    A config never makes hub3d read outside where it belongs: ``labels`` is a label file of the package
+    (hub3d/labels/) or a file name (no path) inside the model directory, read here; ``mean_array`` likewise
+    (hub3d/weights/ or the model directory); ``file`` is a bare file name, ``url`` / ``drive_folder`` http(s)
+    URLs and ``hf_hub_id`` an 'org/name' repo id. Anything else is a ConfigError naming the file and field.
+    """
+    config = ckpt.config
+    raw = config["pretrained_cfg"]
+    if not isinstance(raw, dict) or not isinstance(config["arch_kwargs"], dict):
+        raise _config_error(ckpt, "pretrained_cfg/arch_kwargs", type(raw).__name__, "must be JSON objects")
+    try:
+        cfg = PretrainedCfg.from_dict(raw)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{ckpt.path / CONFIG_NAME}: pretrained_cfg: {e}") from None
+    directory = ckpt.path if ckpt.path.is_dir() else ckpt.path.parent
+    labels = config.get("labels")
+    if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
+        raise _config_error(ckpt, "labels", type(labels).__name__, "must be a list of class names")
+    changes = {}
+    if cfg.labels is not None and not packaged_label_file(cfg.labels):
+        local = _file_in_dir(ckpt, directory, "pretrained_cfg.labels", cfg.labels, "hub3d/labels/")
+        if labels is None:
+            labels = list(parse_label_text(local.read_text(encoding="utf-8")))
+        changes["labels"] = None  # the names travel inline from now on (re-saved configs list them)
+    if cfg.mean_array is not None and not _packaged_weights_file(cfg.mean_array):
+        changes["mean_array"] = str(_file_in_dir(ckpt, directory, "pretrained_cfg.mean_array", cfg.mean_array,
+                                                 "hub3d/weights/"))
+    if cfg.file is not None and not is_bare_name(cfg.file):
+        raise _config_error(ckpt, "pretrained_cfg.file", cfg.file, "must be a file name without a path")
+    for key in ("url", "drive_folder"):
+        value = getattr(cfg, key)
+        if value is not None and not (isinstance(value, str) and value.startswith(("https://", "http://"))):
+            raise _config_error(ckpt, f"pretrained_cfg.{key}", value, "must be an http(s) URL")
+    if cfg.hf_hub_id is not None and not (isinstance(cfg.hf_hub_id, str) and looks_like_hf_repo(cfg.hf_hub_id)):
+        raise _config_error(ckpt, "pretrained_cfg.hf_hub_id", cfg.hf_hub_id, "must be a Hub repo id 'org/name'")
+    return (cfg.replace(**changes) if changes else cfg), labels
+
+
+def _packaged_weights_file(name) -> bool:
+    from importlib import resources
+
+    return is_bare_name(name) and resources.files("hub3d.weights").joinpath(name).is_file()
+
+
+def _file_in_dir(ckpt: Checkpoint, directory: Path, field: str, name, packaged: str) -> Path:
+    """A file a config names inside its own model directory (no path, no link leading out of it)."""
+    if not is_bare_name(name):
+        raise _config_error(ckpt, field, name, f"must be a file of {packaged} or a file name (without a path) "
+                                               "in the model directory")
+    path = directory / name
+    inside = path.resolve().parent == directory.resolve()
+    if not (inside and path.is_file()):
+        raise _config_error(ckpt, field, name, f"no such file in {packaged} or in the model directory {directory}")
+    return path
+
+
+def check_config_against_weights(name: str, kwargs: dict, cfg: PretrainedCfg, labels, ckpt: Checkpoint) -> None:
+    """Before building anything: what the weights' own shapes determine (classes, input channels, width: the
+    family says which) must be what config.json says, so an absurd size fails here, not in the allocator."""
+    inferred = infer_arch_kwargs(name, ckpt.state_dict)
+    stated = {**kwargs}
+    stated.setdefault("num_classes", cfg.num_classes)
+    for key, value in inferred.items():
+        if key in stated and not _same(stated[key], value):
+            raise _config_error(ckpt, f"arch_kwargs.{key}", stated[key], f"the weights have {value}")
+    classes = inferred.get("num_classes", stated["num_classes"])
+    if cfg.num_classes != classes:
+        raise _config_error(ckpt, "pretrained_cfg.num_classes", cfg.num_classes, f"the weights have {classes}")
+    if labels is not None and len(labels) != classes:
+        raise _config_error(ckpt, "labels", f"{len(labels)} names", f"the weights have {classes} classes")
+
+
+def _same(a, b) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return a == b
 
 
 def cfg_for_checkpoint(name: str, ckpt: Checkpoint, tag: Optional[str] = None) -> PretrainedCfg:
@@ -215,6 +364,7 @@ def convert_into_cache(file: Union[str, os.PathLike], model_name: str, tag: str)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{weights_key(model_name, tag)}.", suffix=".tmp"))
     try:
+        default_mode(tmp)  # mkdtemp's 0700 would keep a shared cache private to one user
         convert(file, tmp, model_name=model_name, tag=tag)
         if final.exists() and not is_hub3d_dir(final):
             shutil.rmtree(final)  # a leftover that was never a complete conversion

@@ -7,6 +7,7 @@ with), where the weights come from, and what they were reported to achieve.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -117,11 +118,32 @@ class PretrainedCfg:
         return list(names)
 
 
+def is_bare_name(value) -> bool:
+    """A file name without any directory part: what configs may name (never a path that leaves their folder)."""
+    return (isinstance(value, str) and value not in ("", ".", "..") and "/" not in value and "\\" not in value
+            and os.path.basename(value) == value and not os.path.isabs(value) and "\0" not in value)
+
+
+def packaged_label_file(name) -> bool:
+    """Is ``name`` one of the class-name files shipped in hub3d/labels/?"""
+    return is_bare_name(name) and resources.files("hub3d.labels").joinpath(name).is_file()
+
+
+def parse_label_text(text: str) -> tuple[str, ...]:
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
 @lru_cache(maxsize=None)
 def read_label_file(name: str) -> tuple[str, ...]:
-    """Read one of the class-name files shipped in hub3d/labels/."""
-    text = resources.files("hub3d.labels").joinpath(name).read_text(encoding="utf-8")
-    return tuple(line.strip() for line in text.splitlines() if line.strip())
+    """Read one of the class-name files shipped in hub3d/labels/ (a bare name: nothing else is ever read)."""
+    if not packaged_label_file(name):
+        raise ConfigError(f"labels {name!r}: not a label file of hub3d (known: {', '.join(packaged_label_files())}); "
+                          "a model directory may hold its own, named without a path, or list the labels inline")
+    return parse_label_text(resources.files("hub3d.labels").joinpath(name).read_text(encoding="utf-8"))
+
+
+def packaged_label_files() -> list[str]:
+    return sorted(p.name for p in resources.files("hub3d.labels").iterdir() if p.name.endswith(".txt"))
 
 
 

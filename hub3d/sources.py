@@ -290,6 +290,11 @@ def download_hf(
             return config.parent
         except LocalEntryNotFoundError:
             pass
+    unreachable = None if _offline() else hub_unreachable()  # offline: huggingface_hub answers from its cache
+    if unreachable:
+        raise WeightsNotFoundError(f"{where} on the Hugging Face Hub: not in the Hugging Face cache and the Hub "
+                                   f"cannot be reached ({unreachable}): connect to the network (or set HF_ENDPOINT "
+                                   "to a mirror) and try again")
     try:
         config = get(CONFIG_NAME, revision, False)
         commit = config.parent.name  # .../snapshots/<commit>/config.json: pin the weights to the same commit
@@ -304,12 +309,38 @@ def download_hf(
     except RevisionNotFoundError:
         reason = "revision not found"
     except LocalEntryNotFoundError as e:  # first: it is also an EntryNotFoundError
-        reason = f"not in the Hugging Face cache and the Hub could not be reached ({str(e).splitlines()[0]})"
+        reason = f"not in the Hugging Face cache and the Hub could not be reached ({str(e).splitlines()[0]})" + (
+            ": offline mode (HF_HUB_OFFLINE) is on; unset it once online" if _offline() else "")
     except RemoteEntryNotFoundError:
         reason = f"not a hub3d repo ({CONFIG_NAME} and {WEIGHTS_NAME} needed, one is missing)"
     except HfHubHTTPError as e:
         reason = f"HTTP error ({str(e).splitlines()[0]})"
     raise WeightsNotFoundError(f"{where} on the Hugging Face Hub: {reason}")
+
+
+def quiet_hub() -> None:
+    """Silence huggingface_hub's warnings ("Retrying in 1s ...") for a quiet command (`-q`); errors still show."""
+    import logging
+
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+
+
+def hub_unreachable(timeout: Optional[float] = None) -> Optional[str]:
+    """Why the Hub's endpoint cannot be reached (one TCP connect, HUB3D_CONNECT_TIMEOUT seconds, default 3),
+    or None when it answers: without network, huggingface_hub's retries would otherwise wait ~25 s."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    endpoint = urlsplit(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    timeout = timeout if timeout is not None else float(os.environ.get("HUB3D_CONNECT_TIMEOUT", "3"))
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
+    except OSError as e:
+        return f"{endpoint.hostname}:{port}: {e.strerror or e}"
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -51,3 +51,36 @@ def test_finetune_example_trains_a_new_classifier():
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "['move_down', 'move_left', 'move_right', 'move_up']"
     assert "'val_video_acc1'" in out.stdout
+
+
+def readme_quick_start() -> list[str]:
+    """The code lines of the README's quick start block before its Hub and original-file examples (the part
+    that runs offline)."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Quick start", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    return block.split('model = hub3d.load("hf-hub:', 1)[0].splitlines()
+
+
+def test_readme_quick_start_runs_as_written(tmp_path, make_video):
+    """The quick start, unchanged, with resnet3d_34's kinetics400 weights replaced in the cache by a tiny
+    stand-in (same tag, 1/8 width), so it runs offline; the README's shapes and types hold."""
+    lines = readme_quick_start()
+    assert any("extract_features" in line and ".features" not in line for line in lines)
+    home = tmp_path / "home"
+    torch.manual_seed(0)
+    tiny = hub3d.create_model("resnet3d_34", pretrained_cfg=hub3d.get_pretrained_cfg("resnet3d_34", "kinetics400"),
+                              widen_factor=0.125)
+    hub3d.save_pretrained(tiny, home / "resnet3d_34.kinetics400")
+    make_video(num_frames=40, height=64, width=80, name="video.mp4")
+    code = "\n".join(lines) + (
+        "\nassert isinstance(result, hub3d.inference.VideoResult) and len(result.topk) == 5"
+        "\nassert isinstance(feats, hub3d.inference.FeatureResult)"
+        "\nassert feats.features.shape == (feats.n_clips, model.num_features)"
+        "\nprint('OK')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                         env={**os.environ, "HUB3D_HOME": str(home), "HF_HUB_OFFLINE": "1", "HUB3D_OFFLINE": "1",
+                              "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.strip().endswith("OK")
+    assert ", 64)" in out.stdout  # the printed features shape: (n_clips, num_features)

@@ -49,6 +49,9 @@ def load_model(model: str, pretrained: str, quiet: bool = False):
     from hub3d.registry import is_model
 
     random_weights = is_model(model) and pretrained.lower() in NO_WEIGHTS
+    if quiet:
+        from hub3d.sources import quiet_hub
+        quiet_hub()  # no "Retrying ..." warnings from huggingface_hub under -q
     try:
         net = hub3d.load(model, pretrained=None if random_weights else pretrained)
     except Exception as e:  # noqa: BLE001  (any loading problem ends the command with its message)

@@ -106,13 +106,12 @@ def convert_command(file, out_dir, model_name, tag):
 def default_convert_dir(file, model_name, tag):
     """The cache directory where hub3d.load looks for the converted weights of FILE."""
     from ..checkpoint import read_checkpoint
-    from ..loader import stated_model
-    from ..loader import cfg_for_checkpoint
+    from ..loader import cfg_for_checkpoint, identify_model
     from ..registry import split_model_tag
     from ..sources import converted_dir
 
     ckpt = read_checkpoint(file)
-    name, name_tag = split_model_tag(model_name) if model_name else (stated_model(ckpt), None)
+    name, name_tag = split_model_tag(model_name) if model_name else (identify_model(ckpt), None)
     if name is None:
         raise click.ClickException(f"{file}: cannot tell which model this is; pass --model")
     cfg = cfg_for_checkpoint(name, ckpt, tag or name_tag)
