@@ -7,6 +7,8 @@ is each tag's own. A spy runner wraps the real ClipRunner and reads back which s
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -121,3 +123,50 @@ def test_s3d_through_the_engine(make_video):
     assert frame_ids(spy.batches[0][2], model.pretrained_cfg) == pattern(32 + i % 8 for i in range(16))
     (f,) = hub3d.extract_features(model, make_video(40, fps=25), spec=cfg)
     assert f.features.shape == (3, 1024)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The CLI: `hub3d classify --model x3d_m`, `hub3d features --model slowfast_r50`, random weights.
+
+def cli(*args):
+    from click.testing import CliRunner
+
+    from hub3d.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_cli_classify_x3d_m(make_video, tmp_path):
+    from conftest import random_frames
+
+    videos = [make_video(frames=random_frames(40, 48, 64), fps=25), make_video(frames=random_frames(90, 48, 64), fps=25)]
+    out = tmp_path / "x3d_m.json"
+    r = cli("classify", *videos, "--model", "x3d_m", "--pretrained", "none", "--json", out, "-q", "--threads", 1)
+    assert "RANDOM weights" in r.output
+    doc = json.loads(out.read_text())
+    assert doc["tag"] == "random" and (doc["clip_len"], doc["frame_step"], doc["stride"]) == (16, 5, 80)
+    rows = {v["video"]: v for v in doc["videos"]}
+    assert [c["frames"] for c in rows[str(videos[0])]["clips"]] == [[0, 40]]
+    assert [c["frames"] for c in rows[str(videos[1])]["clips"]] == [[0, 80], [80, 90]]
+    assert rows[str(videos[1])]["clips"][1]["seconds"] == pytest.approx([3.2, 3.6])
+    labels = hub3d.get_pretrained_cfg("x3d_m", "kinetics400").class_names()
+    assert len(rows[str(videos[0])]["topk"]) == 5 and rows[str(videos[0])]["topk"][0]["label"] in labels
+
+
+def test_cli_features_slowfast_r50(make_video, tmp_path):
+    from conftest import random_frames
+
+    videos = [make_video(frames=random_frames(20, 48, 64, seed=s), fps=25) for s in (0, 1)]
+    out_dir = tmp_path / "feats"
+    # --clip-len 8 keeps the forward small (fast 8 frames, slow 2); the sampling rate stays the tag's 2.
+    cli("features", *videos, "--model", "slowfast_r50", "--pretrained", "none", "--clip-len", 8,
+        "--out-dir", out_dir, "--format", "npz", "-q", "--threads", 1)
+    for v in videos:
+        data = np.load(out_dir / (v.stem + ".npz"))
+        assert data["features"].shape == (2, 2304)
+        assert data["clip_frames"].tolist() == [[0, 16], [16, 20]]
+        np.testing.assert_allclose(data["clip_seconds"], [[0, 0.64], [0.64, 0.8]], atol=1e-6)
