@@ -143,7 +143,7 @@ def cli(*args):
 def test_cli_classify_x3d_m(make_video, tmp_path):
     from conftest import random_frames
 
-    videos = [make_video(frames=random_frames(40, 48, 64), fps=25), make_video(frames=random_frames(90, 48, 64), fps=25)]
+    videos = [make_video(frames=random_frames(n, 48, 64), fps=25) for n in (40, 90)]
     out = tmp_path / "x3d_m.json"
     r = cli("classify", *videos, "--model", "x3d_m", "--pretrained", "none", "--json", out, "-q", "--threads", 1)
     assert "RANDOM weights" in r.output

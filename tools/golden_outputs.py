@@ -60,8 +60,7 @@ def run(pattern: str = "*") -> dict:
             out = outputs(model, x)
         entry = {"digest": digest(model.state_dict()), **out}
         with tempfile.TemporaryDirectory() as tmp:
-            family = name.rsplit("_", 1)[0]
-            depth = name.rsplit("_", 1)[1]
+            family, _, depth = name.rpartition("_")  # 'resnet3d_34'; 'c3d' has no depth
             layouts = {"bare": lambda p: save_bare(model, p)}
             if family in HARA_ARCH and depth.isdigit():
                 arch = f"{HARA_ARCH[family]}-{depth}"
