@@ -170,3 +170,14 @@ def test_cli_features_slowfast_r50(make_video, tmp_path):
         assert data["features"].shape == (2, 2304)
         assert data["clip_frames"].tolist() == [[0, 16], [16, 20]]
         np.testing.assert_allclose(data["clip_seconds"], [[0, 0.64], [0.64, 0.8]], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["x3d_xs", "slow_r50", "s3d"])
+def test_bf16_on_cpu_runs_the_fixed_kernel_heads(name, make_video):
+    # torch has no CPU bf16 avg_pool3d: the heads pool in fp32 there; bf16 stays close to fp32.
+    model = hub3d.create_model(name).eval()
+    video = make_video(16, fps=25)
+    spec = small_cfg(model, clip_len=8 if name != "s3d" else 16)
+    ref, low = (hub3d.extract_features(model, video, spec=spec, precision=p)[0].features for p in ("fp32", "bf16"))
+    assert low.shape == ref.shape and np.isfinite(low).all()
+    assert np.abs(low - ref).max() <= 0.1 * np.abs(ref).max() + 1e-3
