@@ -118,7 +118,7 @@ def main():
             same = new == value if isinstance(value, str) else (new is not None and torch.equal(new, value))
             if not same:
                 bad.append(f"{name}.{key} differs")
-    print("\n".join(bad) or f"all {len(old)} models bit-identical")
+    print("\n".join(bad) or f"all {len(set(old) & set(ref))} models compared bit-identical")
     sys.exit(1 if bad else 0)
 
 
