@@ -106,7 +106,8 @@ def card_for_cfg(
         *([f"- derived from hub3d's `{derived_from}` (new classifier or labels): the results reported for those "
            "weights do not apply to this model", ] if derived_from else []),
         f"- release: {cfg.release or 'unknown'}",
-        f"- original file: {cfg.file or '-'}" + (f" (sha256 {cfg.sha256})" if cfg.sha256 else ""),
+        f"- original file: {cfg.file or '-'}" + (f" (sha256 {cfg.sha256})" if cfg.sha256 else
+                                                 " (sha256 unpublished)" if cfg.url else ""),
     ]
     if cfg.url:
         lines.append(f"- original URL: {cfg.url}")

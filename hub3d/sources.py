@@ -12,7 +12,9 @@ directory (config.json + model.safetensors) or a verified original file that the
    cache, ``HF_HUB_OFFLINE``, tokens and ``HF_ENDPOINT`` behave as users expect; a cached copy is used without
    any request; the blob just downloaded is checked against the hash the Hub sent as its ETag;
 5. ``cfg.url``: downloaded with a progress bar into ``{cache}/{file}.part`` (resumed with an HTTP Range request
-   after an interruption), sha256-checked, then renamed into place (the loader converts it into (2));
+   after an interruption), sha256-checked, then renamed into place (the loader converts it into (2)). Where the
+   publisher gives no hash (PyTorchVideo), the first complete download's sha256 is recorded in
+   ``{cache}/{file}.sha256`` and later downloads and dropped copies are checked against it;
 6. otherwise :class:`WeightsNotFoundError`, naming the original file, where it lives and the one command that
    finishes the job.
 
@@ -137,9 +139,10 @@ def _locate_locked(model_name: str, cfg: PretrainedCfg, converted: Path, progres
         tried = [f"hub3d cache: no {converted}"]
         filename = original_file_name(cfg)
     original = cache / filename if filename else None
+    expected = known_sha256(cfg, original)
     if original is not None and original.is_file():
-        if cfg.sha256:
-            check_sha256(original, cfg.sha256)
+        if expected:
+            _check_known(original, expected, cfg, original)
         return original
     if original is not None:
         tried.append(f"original file: no {original}")
@@ -155,9 +158,15 @@ def _locate_locked(model_name: str, cfg: PretrainedCfg, converted: Path, progres
             tried.append(f"URL {cfg.url}: not tried (offline mode)")
         else:
             try:
-                return download_url(cfg.url, original, sha256=cfg.sha256, progress=progress)
+                path = download_url(cfg.url, original, sha256=expected, progress=progress)
             except DownloadError as e:
                 tried.append(f"URL: {e}")
+            except ChecksumError as e:
+                raise ChecksumError(str(e) + _recorded_note(cfg, original)) from None
+            else:
+                if not expected:  # an unpublished hash: trust this first complete download, check later ones
+                    record_sha256(original, sha256_file(path))
+                return path
     raise WeightsNotFoundError(not_found_message(model_name, cfg, tried))
 
 
@@ -215,6 +224,50 @@ def check_sha256(path: PathLike, expected: str) -> str:
             "the file is corrupt, truncated or not the release file"
         )
     return actual
+
+
+def recorded_sha256_path(original: PathLike) -> Path:
+    """Where hub3d keeps the sha256 of a release file whose publisher gives none: ``{file}.sha256`` beside it."""
+    original = Path(original)
+    return original.with_name(original.name + ".sha256")
+
+
+def record_sha256(original: PathLike, digest: str) -> Path:
+    """Record the sha256 of the first verified download of an original file (atomic write)."""
+    from .io import atomic_path
+
+    record = recorded_sha256_path(original)
+    with atomic_path(record) as tmp:
+        Path(tmp).write_text(digest + "\n", encoding="ascii")
+    return record
+
+
+def known_sha256(cfg: PretrainedCfg, original: Optional[Path]) -> Optional[str]:
+    """The hash an original file must have: the published one (cfg.sha256), else the one recorded at its first
+    download (PyTorchVideo publishes none), else None."""
+    if cfg.sha256 or original is None:
+        return cfg.sha256
+    record = recorded_sha256_path(original)
+    if not record.is_file():
+        return None
+    digest = record.read_text(encoding="ascii", errors="replace").strip().lower()
+    if len(digest) != 64 or not _HEX.fullmatch(digest):
+        raise ChecksumError(f"{record}: not a sha256 hex digest; delete it to record the next download's hash")
+    return digest
+
+
+def _recorded_note(cfg: PretrainedCfg, original: Optional[Path]) -> str:
+    if cfg.sha256 or original is None:
+        return ""
+    return (f" (the expected hash was recorded in {recorded_sha256_path(original)} at the first download: "
+            f"{cfg.release or 'the publisher'} publishes none; delete that file to trust a new download)")
+
+
+def _check_known(path: Path, expected: str, cfg: PretrainedCfg, original: Path) -> None:
+    try:
+        check_sha256(path, expected)
+    except ChecksumError as e:
+        raise ChecksumError(str(e) + _recorded_note(cfg, original)) from None
 
 
 def _git_blob_sha1(path: Path) -> str:

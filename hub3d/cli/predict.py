@@ -144,8 +144,8 @@ def _model_meta(net, o: dict) -> dict:
     spec = resolve_clip_spec(net, clip_len=o["clip_len"], stride=o["stride"], tail=o["tail"])  # as the engine does
     pretrained = o["pretrained"] if is_model(o["model"]) else None  # a model file/dir carries its own weights
     return {"model": o["model"], "arch": getattr(net, "arch_name", None), "pretrained": pretrained,
-            "tag": cfg.tag, "clip_len": spec.clip_len, "stride": spec.stride, "tail": spec.tail,
-            "precision": o["precision"]}
+            "tag": cfg.tag, "clip_len": spec.clip_len, "frame_step": spec.frame_step, "stride": spec.stride,
+            "tail": spec.tail, "precision": o["precision"]}
 
 
 def _folder_meta(net, o: dict) -> dict:

@@ -225,6 +225,8 @@ def fixed_kernel_pool(x: torch.Tensor, kernel: Optional[Sequence[int]]) -> torch
     if kernel is None:
         return x
     kernel = tuple(min(k, s) for k, s in zip(kernel, x.shape[2:]))
+    if x.dtype == torch.bfloat16 and x.device.type == "cpu":  # torch has no bf16 avg_pool3d on CPU
+        return F.avg_pool3d(x.float(), kernel, stride=1).to(x.dtype)
     return F.avg_pool3d(x, kernel, stride=1)
 
 
