@@ -242,3 +242,15 @@ def test_expand_video_paths(tmp_path):
         io.expand_video_paths([tmp_path / "empty"])
     assert io.output_names([tmp_path / "b/2.mp4", tmp_path / "c/2.mp4", tmp_path / "c/2.avi"], ".npy") == [
         "b/2.npy", "c/2.mp4.npy", "c/2.avi.npy"]
+
+
+@pytest.mark.parametrize("native, expected", [(False, "fp32"), (True, "bf16")])  # AVX2-only vs AMX CPU
+def test_precision_auto_records_what_ran(model_dir, videos, tmp_path, monkeypatch, native, expected):
+    from hub3d import hardware
+
+    monkeypatch.setattr(hardware, "bf16_native", lambda device="cpu": native)
+    out = tmp_path / "auto.json"
+    r = run("classify", videos[0], "-m", model_dir, "--precision", "auto", "--device", "cpu", "--json", out, "-q")
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.read_text())["precision"] == expected
+    assert "--precision" in run("classify", "--help").output and "auto" in run("classify", "--help").output
