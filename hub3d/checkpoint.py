@@ -124,13 +124,14 @@ def _read_hub3d_dir(directory: Path, weights: Optional[Path] = None) -> Checkpoi
     return Checkpoint(_load_safetensors(weights), "hub3d", directory, arch=config["architecture"], config=config)
 
 
-def load_state_dict_strict(model: nn.Module, state_dict: dict, where: str, family=None) -> None:
+def load_state_dict_strict(model: nn.Module, state_dict: dict, where: str, family=None, assign: bool = False) -> None:
     """Load every tensor exactly; on any mismatch raise one error listing the offending keys and shapes.
 
     ``where`` names the model and its weights (e.g. "resnet3d_34 (tag kinetics400, file x.pth)"). ``family``
     (the model's hub3d.models.family.Family, given by the loader) renames foreign key layouts first and hints
     at the likely cause of a mismatch. Missing BatchNorm ``num_batches_tracked`` buffers (the 2017 checkpoints
-    predate them) are the only keys filled in.
+    predate them) are the only keys filled in. ``assign``: the model (built on "meta") takes the tensors as they
+    are instead of copying them; every parameter and buffer must then come from the state dict.
     """
     if family is not None:
         state_dict = family.remap_state_dict(state_dict)
@@ -138,7 +139,7 @@ def load_state_dict_strict(model: nn.Module, state_dict: dict, where: str, famil
     state_dict = dict(state_dict)
     for key, value in expected.items():
         if key.endswith("num_batches_tracked") and key not in state_dict:
-            state_dict[key] = torch.zeros_like(value)
+            state_dict[key] = torch.zeros_like(value, device="cpu")  # not "meta" when the model is
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     shapes = [
@@ -154,7 +155,11 @@ def load_state_dict_strict(model: nn.Module, state_dict: dict, where: str, famil
                 parts.append(f"{title}: {shown}")
         hint = family.load_hint(missing + unexpected) if family is not None else ""
         raise CheckpointError(f"weights do not fit {where}{hint}: " + "; ".join(parts))
-    model.load_state_dict(state_dict, strict=True)
+    model.load_state_dict(state_dict, strict=True, assign=assign)
+    if assign:
+        empty = [k for k, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
+        if empty:  # a non-persistent buffer: nothing in any file can fill it
+            raise CheckpointError(f"{where}: no data for {', '.join(empty[:8])} after loading on the meta device")
 
 
 def model_config(model: nn.Module) -> dict:
