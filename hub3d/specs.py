@@ -257,7 +257,8 @@ class RunSpec:
     """How batches are run: build it with :func:`resolve_run_spec`.
 
     ``num_workers``: decoder threads; ``threads``: the model's torch threads during a run (None: on cpu all
-    cores, less one per decoder when 2+ remain; elsewhere unchanged); ``channels_last``: channels_last_3d.
+    cores, less one per decoder when 2+ remain; elsewhere unchanged); ``channels_last``: channels_last_3d;
+    ``compile``: torch.compile the model's forward (a one-off compile cost, paid back on long runs; off by default).
     """
 
     device: torch.device = torch.device("cpu")
@@ -266,6 +267,7 @@ class RunSpec:
     num_workers: int = 1
     threads: Optional[int] = None
     channels_last: bool = True
+    compile: bool = False
 
     @property
     def dtype(self) -> Optional[torch.dtype]:
@@ -282,14 +284,15 @@ class RunSpec:
 
 def resolve_run_spec(model: Optional[torch.nn.Module] = None, *, device=None, precision: str = "fp32",
                      batch_size: int = 8, num_workers: Optional[int] = None, threads: Optional[int] = None,
-                     channels_last: Optional[bool] = None) -> RunSpec:
+                     channels_last: Optional[bool] = None, compile: bool = False) -> RunSpec:
     """The RunSpec of the user's options: device by :func:`resolve_device`, precision by
     :func:`resolve_precision` ("auto": the device's native choice), decoder threads 1 on cpu and up to 4 on
     accelerators, channels_last_3d on."""
     dev = resolve_device(device, model)
     return RunSpec(device=dev, precision=resolve_precision(precision, dev), batch_size=int(batch_size),
                    num_workers=default_workers(dev) if num_workers is None else int(num_workers),
-                   threads=threads, channels_last=True if channels_last is None else bool(channels_last))
+                   threads=threads, channels_last=True if channels_last is None else bool(channels_last),
+                   compile=bool(compile))
 
 
 __all__ = ["AUTO_PRECISION", "CHANNEL_ORDERS", "ClipSpec", "PRECISIONS", "RunSpec", "TAILS", "best_device",
