@@ -178,6 +178,26 @@ def model_config(model: nn.Module) -> dict:
     }
 
 
+def _alignment_pad(path: Path) -> int:
+    """Characters to add to a safetensors header so that most tensor bytes sit at ALIGNMENT-aligned offsets.
+
+    A memory-mapped tensor that is not aligned is copied at load (load_state_dict_strict); aligned, it is used in
+    place. The header is JSON padded with spaces to a multiple of 8 bytes, the data follows it.
+    """
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = f.read(n)
+    used = len(header.rstrip(b" "))
+    spans = [v["data_offsets"] for k, v in json.loads(header).items() if k != "__metadata__"]
+
+    def aligned_bytes(shift):
+        return sum(e - b for b, e in spans if (8 + n + shift + b) % ALIGNMENT == 0)
+
+    best = max(range(0, ALIGNMENT, 8), key=lambda s: (aligned_bytes(s), -s))
+    # the pad value adds ',"pad":""' (9 bytes) plus its characters; the header grows to a multiple of 8 again
+    return 0 if best == 0 else max(0, n + best - used - 9)
+
+
 def write_pretrained(model: nn.Module, directory: PathLike, config_extra: Optional[dict] = None) -> Path:
     """Write model.safetensors + config.json (each atomically) into a directory that hub3d.load reads back."""
     from safetensors.torch import save_file
@@ -188,5 +208,8 @@ def write_pretrained(model: nn.Module, directory: PathLike, config_extra: Option
     config = {**model_config(model), **(config_extra or {})}
     with atomic_path(directory / WEIGHTS_NAME) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt"})
+        pad = _alignment_pad(tmp)
+        if pad:  # rewritten with a longer header, so that the tensors start ALIGNMENT-aligned when mmapped
+            save_file(tensors, str(tmp), metadata={"format": "pt", "pad": " " * pad})
     write_text(directory / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     return directory
