@@ -32,6 +32,7 @@ from .version import __version__
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
+ALIGNMENT = 64  # bytes: what torch's CPU allocator gives every tensor
 
 PathLike = Union[str, os.PathLike]
 
@@ -125,13 +126,14 @@ def _read_hub3d_dir(directory: Path, weights: Optional[Path] = None) -> Checkpoi
     return Checkpoint(_load_safetensors(weights), "hub3d", directory, arch=config["architecture"], config=config)
 
 
-def load_state_dict_strict(model: nn.Module, state_dict: dict, where: str, family=None) -> None:
+def load_state_dict_strict(model: nn.Module, state_dict: dict, where: str, family=None, assign: bool = False) -> None:
     """Load every tensor exactly; on any mismatch raise one error listing the offending keys and shapes.
 
     ``where`` names the model and its weights (e.g. "resnet3d_34 (tag kinetics400, file x.pth)"). ``family``
     (the model's hub3d.models.family.Family, given by the loader) renames foreign key layouts first and hints
     at the likely cause of a mismatch. Missing BatchNorm ``num_batches_tracked`` buffers (the 2017 checkpoints
-    predate them) are the only keys filled in.
+    predate them) are the only keys filled in. ``assign``: the model (built on "meta") takes the tensors as they
+    are instead of copying them; every parameter and buffer must then come from the state dict.
     """
     if family is not None:
         state_dict = family.remap_state_dict(state_dict)
@@ -185,6 +187,26 @@ def model_config(model: nn.Module) -> dict:
     }
 
 
+def _alignment_pad(path: Path) -> int:
+    """Characters to add to a safetensors header so that most tensor bytes sit at ALIGNMENT-aligned offsets.
+
+    A memory-mapped tensor that is not aligned is copied at load (load_state_dict_strict); aligned, it is used in
+    place. The header is JSON padded with spaces to a multiple of 8 bytes, the data follows it.
+    """
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = f.read(n)
+    used = len(header.rstrip(b" "))
+    spans = [v["data_offsets"] for k, v in json.loads(header).items() if k != "__metadata__"]
+
+    def aligned_bytes(shift):
+        return sum(e - b for b, e in spans if (8 + n + shift + b) % ALIGNMENT == 0)
+
+    best = max(range(0, ALIGNMENT, 8), key=lambda s: (aligned_bytes(s), -s))
+    # the pad value adds ',"pad":""' (9 bytes) plus its characters; the header grows to a multiple of 8 again
+    return 0 if best == 0 else max(0, n + best - used - 9)
+
+
 def write_pretrained(model: nn.Module, directory: PathLike, config_extra: Optional[dict] = None) -> Path:
     """Write model.safetensors + config.json (each atomically) into a directory that hub3d.load reads back."""
     from safetensors.torch import save_file
@@ -201,5 +223,8 @@ def write_pretrained(model: nn.Module, directory: PathLike, config_extra: Option
         config["pretrained_cfg"]["mean_array"] = name
     with atomic_path(directory / WEIGHTS_NAME) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt"})
+        pad = _alignment_pad(tmp)
+        if pad:  # rewritten with a longer header, so that the tensors start ALIGNMENT-aligned when mmapped
+            save_file(tensors, str(tmp), metadata={"format": "pt", "pad": " " * pad})
     write_text(directory / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     return directory

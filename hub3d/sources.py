@@ -214,6 +214,43 @@ def sha256_file(path: PathLike) -> str:
     return h.hexdigest()
 
 
+HASH_INDEX = "sha256-index.json"  # in cache_dir(): {realpath: [size, mtime_ns, sha256]}
+
+
+def cached_sha256(path: PathLike) -> str:
+    """sha256 of a file, remembered per (realpath, size, mtime_ns) in the cache's hash index.
+
+    Hashing a 250 MB checkpoint costs ~0.7 s, as much as reading it; a file already seen with the same size and
+    modification time is not hashed again. A changed file (any of the three differs) is rehashed. The index is
+    a convenience: unreadable, or not writable, it is ignored.
+    """
+    import json
+
+    from .io import write_json
+
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    index_path = cache_dir() / HASH_INDEX
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+        if not isinstance(index, dict):
+            index = {}
+    except (OSError, ValueError):
+        index = {}
+    entry = index.get(real)
+    if isinstance(entry, list) and len(entry) == 3 and entry[:2] == [st.st_size, st.st_mtime_ns] \
+            and isinstance(entry[2], str) and len(entry[2]) == 64 and _HEX.fullmatch(entry[2]):
+        return entry[2]
+    digest = sha256_file(real)
+    index[real] = [st.st_size, st.st_mtime_ns, digest]
+    try:
+        index_path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(index_path, index, indent=None)  # atomic: a concurrent writer loses an entry, never the file
+    except OSError:
+        pass
+    return digest
+
+
 def check_sha256(path: PathLike, expected: str) -> str:
     """Raise ChecksumError unless the file's sha256 is ``expected`` (full hex digest or a prefix of it)."""
     expected = expected.lower()

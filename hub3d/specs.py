@@ -28,6 +28,9 @@ MAX_CLIP_LEN = 10_000  # no model takes more; a larger value is a typo (seconds 
 # "none" is training's historical spelling of fp32 (--amp none).
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 PRECISION_ALIASES = {"none": "fp32"}
+# "auto": bf16 where the device runs it natively (hub3d.hardware), else fp32. Not the default: on a CPU without
+# native bf16 (this project's AMD EPYC, AVX2) oneDNN emulates it and bf16 measured ~27x slower than fp32.
+AUTO_PRECISION = "auto"
 
 
 def _pair(size, what: str) -> Union[int, tuple[int, int]]:
@@ -230,10 +233,15 @@ def resolve_device(device=None, model: Optional[torch.nn.Module] = None, local_r
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """A precision name of PRECISIONS (aliases accepted); refuses fp16 on CPU (no fast fp16 kernels there)."""
+    """A precision name of PRECISIONS (aliases accepted; "auto": hub3d.hardware.auto_precision of the device);
+    refuses fp16 on CPU (no fast fp16 kernels there)."""
+    if precision == AUTO_PRECISION:
+        from .hardware import auto_precision  # torch + stdlib only
+
+        return auto_precision(device)
     name = PRECISION_ALIASES.get(precision, precision)
     if name not in PRECISIONS:
-        raise ValueError(f"precision must be one of {list(PRECISIONS)}, not {precision!r}")
+        raise ValueError(f"precision must be one of {[*PRECISIONS, AUTO_PRECISION]}, not {precision!r}")
     if name == "fp16" and torch.device(device).type == "cpu":
         raise ValueError("fp16 needs a cuda or mps device; on cpu use bf16")
     return name
@@ -249,7 +257,8 @@ class RunSpec:
     """How batches are run: build it with :func:`resolve_run_spec`.
 
     ``num_workers``: decoder threads; ``threads``: the model's torch threads during a run (None: on cpu all
-    cores, less one per decoder when 2+ remain; elsewhere unchanged); ``channels_last``: channels_last_3d.
+    cores, less one per decoder when 2+ remain; elsewhere unchanged); ``channels_last``: channels_last_3d;
+    ``compile``: torch.compile the model's forward (a one-off compile cost, paid back on long runs; off by default).
     """
 
     device: torch.device = torch.device("cpu")
@@ -258,6 +267,7 @@ class RunSpec:
     num_workers: int = 1
     threads: Optional[int] = None
     channels_last: bool = True
+    compile: bool = False
 
     @property
     def dtype(self) -> Optional[torch.dtype]:
@@ -274,14 +284,16 @@ class RunSpec:
 
 def resolve_run_spec(model: Optional[torch.nn.Module] = None, *, device=None, precision: str = "fp32",
                      batch_size: int = 8, num_workers: Optional[int] = None, threads: Optional[int] = None,
-                     channels_last: Optional[bool] = None) -> RunSpec:
+                     channels_last: Optional[bool] = None, compile: bool = False) -> RunSpec:
     """The RunSpec of the user's options: device by :func:`resolve_device`, precision by
-    :func:`resolve_precision`, decoder threads 1 on cpu and up to 4 on accelerators, channels_last_3d on."""
+    :func:`resolve_precision` ("auto": the device's native choice), decoder threads 1 on cpu and up to 4 on
+    accelerators, channels_last_3d on."""
     dev = resolve_device(device, model)
     return RunSpec(device=dev, precision=resolve_precision(precision, dev), batch_size=int(batch_size),
                    num_workers=default_workers(dev) if num_workers is None else int(num_workers),
-                   threads=threads, channels_last=True if channels_last is None else bool(channels_last))
+                   threads=threads, channels_last=True if channels_last is None else bool(channels_last),
+                   compile=bool(compile))
 
 
-__all__ = ["CHANNEL_ORDERS", "ClipSpec", "PRECISIONS", "RunSpec", "TAILS", "best_device", "load_mean_array",
-           "resolve_clip_spec", "resolve_cfg", "resolve_device", "resolve_precision", "resolve_run_spec"]
+__all__ = ["AUTO_PRECISION", "CHANNEL_ORDERS", "ClipSpec", "PRECISIONS", "RunSpec", "TAILS", "best_device",
+           "load_mean_array", "resolve_clip_spec", "resolve_cfg", "resolve_device", "resolve_precision", "resolve_run_spec"]

@@ -7,10 +7,24 @@ corner (shows orientation: rotation and flips).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_hub3d_cache(tmp_path_factory):
+    """hub3d's cache in a temp folder for the whole session: loading a checkpoint by path converts it into the
+    cache (hub3d.loader.cached_conversion), which must never be the user's ~/.cache/hub3d."""
+    old = os.environ.get("HUB3D_HOME")
+    os.environ["HUB3D_HOME"] = str(tmp_path_factory.mktemp("hub3d_home"))
+    yield
+    if old is None:
+        os.environ.pop("HUB3D_HOME", None)
+    else:
+        os.environ["HUB3D_HOME"] = old
+
 
 LEVEL_STEP = 7  # gray levels between consecutive frames: 33 frames span 16..240
 

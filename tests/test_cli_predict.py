@@ -243,3 +243,15 @@ def test_expand_video_paths(tmp_path):
     names = io.output_names([tmp_path / "b/2.mp4", tmp_path / "c/2.mp4", tmp_path / "c/3.avi"], ".npy")
     assert names[2] == "3.npy" and names[0] != names[1] and all(n.startswith("2-") for n in names[:2])
     assert io.output_names([tmp_path / "b/2.mp4", tmp_path / "c/2.mp4"], ".npy", root=tmp_path) == ["b/2.npy", "c/2.npy"]
+
+
+@pytest.mark.parametrize("native, expected", [(False, "fp32"), (True, "bf16")])  # AVX2-only vs AMX CPU
+def test_precision_auto_records_what_ran(model_dir, videos, tmp_path, monkeypatch, native, expected):
+    from hub3d import hardware
+
+    monkeypatch.setattr(hardware, "bf16_native", lambda device="cpu": native)
+    out = tmp_path / "auto.json"
+    r = run("classify", videos[0], "-m", model_dir, "--precision", "auto", "--device", "cpu", "--json", out, "-q")
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.read_text())["precision"] == expected
+    assert "--precision" in run("classify", "--help").output and "auto" in run("classify", "--help").output

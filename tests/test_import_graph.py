@@ -18,7 +18,8 @@ ALLOWED = {
     "hub3d.version": set(),
     "hub3d.registry": {"hub3d.errors", "hub3d.pretrained"},
     "hub3d.checkpoint": {"hub3d.errors", "hub3d.io", "hub3d.version"},
-    "hub3d.sources": {"hub3d.checkpoint", "hub3d.errors", "hub3d.pretrained", "hub3d.version"},
+    "hub3d.sources": {"hub3d.checkpoint", "hub3d.errors", "hub3d.io", "hub3d.pretrained",
+                      "hub3d.version"},  # io: the atomic write of the hash index
     "hub3d.loader": {"hub3d.checkpoint", "hub3d.errors", "hub3d.pretrained", "hub3d.registry", "hub3d.sources"},
     "hub3d.publish": {"hub3d.checkpoint", "hub3d.errors", "hub3d.loader", "hub3d.pretrained", "hub3d.registry",
                       "hub3d.sources"},

@@ -212,3 +212,17 @@ def test_run_spec_one_device_rule_one_precision_vocabulary():
 def test_preprocess_takes_a_clip_spec_or_a_cfg():
     frames = np.random.default_rng(0).integers(0, 256, (3, 30, 40, 3), dtype=np.uint8)
     torch.testing.assert_close(Preprocess(resolve_clip_spec(CFG))(frames), Preprocess(CFG)(frames), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
+def test_precision_auto_is_the_devices_native_choice(monkeypatch, native, expected):
+    from hub3d import hardware
+
+    seen = []
+    monkeypatch.setattr(hardware, "bf16_native", lambda device="cpu": seen.append(torch.device(device)) or native)
+    model = torch.nn.Linear(2, 2)
+    assert resolve_precision("auto", torch.device("cpu")) == expected
+    run = resolve_run_spec(model, precision="auto")
+    assert run.precision == expected and run.dtype is (torch.bfloat16 if native else None)
+    assert seen and all(d.type == "cpu" for d in seen)
+    assert resolve_run_spec(model).precision == "fp32"  # the default stays fp32 on every machine

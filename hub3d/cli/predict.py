@@ -29,7 +29,9 @@ def engine_options(fn):
         click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Resample videos to this rate."),
         click.option("--batch-size", "-b", type=click.IntRange(min=1), default=8, show_default=True),
         click.option("--device", help="cpu, cuda, cuda:1, mps [best available]."),
-        click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True),
+        click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16", "auto"]), default="fp32",
+                     show_default=True,
+                     help="auto: bf16 where the device runs it natively (AMX/AVX512-BF16 CPUs, CUDA >= 8.0), else fp32."),
         click.option("--num-workers", type=click.IntRange(min=1), help="Decoder threads [1 on cpu, 4 on GPUs]."),
         click.option("--threads", type=click.IntRange(min=1),
                      help="The model's torch threads [cpu: all cores, less one per decoder when 2+ remain]."),
@@ -95,11 +97,11 @@ def engine_kwargs(o: dict) -> dict:
 
     device = resolve_device(o["device"] or "auto")
     try:
-        resolve_precision(o["precision"], device)
+        precision = resolve_precision(o["precision"], device)  # "auto" -> what runs, also for the results file
     except ValueError as e:
         raise click.UsageError(f"--precision {o['precision']}: {e}") from None
     return dict(clip_len=o["clip_len"], stride=o["stride"], tail=o["tail"], fps=o["fps"], batch_size=o["batch_size"],
-                device=device, precision=o["precision"], num_workers=o["num_workers"], threads=o["threads"],
+                device=device, precision=precision, num_workers=o["num_workers"], threads=o["threads"],
                 on_error="skip", progress=not o["quiet"])
 
 
@@ -145,7 +147,7 @@ def _model_meta(net, o: dict) -> dict:
     pretrained = o["pretrained"] if is_model(o["model"]) else None  # a model file/dir carries its own weights
     return {"model": o["model"], "arch": getattr(net, "arch_name", None), "pretrained": pretrained,
             "tag": cfg.tag, "clip_len": spec.clip_len, "frame_step": spec.frame_step, "stride": spec.stride,
-            "tail": spec.tail, "precision": o["precision"]}
+            "tail": spec.tail, "precision": engine_kwargs(o)["precision"]}
 
 
 def _folder_meta(net, o: dict) -> dict:

@@ -39,6 +39,8 @@ def shortcut_a(x: torch.Tensor, planes: int, stride: int) -> torch.Tensor:
 
 def init_weights(model: nn.Module) -> None:
     """The original code's init: Kaiming normal (fan_out) convs, unit BN."""
+    if any(p.is_meta for p in model.parameters()):
+        return  # built on "meta" to receive a checkpoint's tensors: nothing to fill (and meta init is slow)
     for m in model.modules():
         if isinstance(m, nn.Conv3d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
