@@ -165,7 +165,7 @@ class ClipRunner:
         model.eval()
         model.to(self.device)
         if self.channels_last:
-            model.to(memory_format=torch.channels_last_3d)
+            to_channels_last_3d(model)
         self.net = model
         if self.dtype is torch.bfloat16 and self.device.type == "cpu":
             # A bf16 copy of the weights instead of autocast, which re-casts every weight at every call: measured
@@ -199,6 +199,15 @@ class ClipRunner:
         if self.head == "probs":
             out = out.softmax(dim=-1)
         return out.cpu().numpy()
+
+
+def to_channels_last_3d(model: torch.nn.Module) -> None:
+    """channels_last_3d for the rank-5 parameters and buffers only: ``model.to(memory_format=...)`` fails on a
+    model that also holds 2D convolutions (P3D's res5), whose 4D weights have no 3D channels-last layout."""
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.dim() == 5:
+                t.data = t.data.contiguous(memory_format=torch.channels_last_3d)
 
 
 def collate(clips: Sequence[Clip], pin: bool = False):
