@@ -147,12 +147,18 @@ class ClipRunner:
     A batch is a (B, 3, T, H, W) tensor, or a list of them (one per pathway: SlowFast's [slow, fast]).
 
     ``head="probs"`` returns softmax probabilities (computed in fp32), ``"logits"`` the raw scores,
-    ``"features"`` the pooled pre-logits vector. Outputs are float32 numpy arrays.
+    ``"features"`` the pooled pre-logits vector, or with ``layer`` that layer's output (model.forward_intermediates)
+    pooled over T, H, W (``pool`` "avg" / "max") or whole (None). Outputs are float32 numpy arrays.
     """
 
-    def __init__(self, model, head="probs", device=None, precision="fp32", channels_last=None):
+    def __init__(self, model, head="probs", device=None, precision="fp32", channels_last=None, layer=None,
+                 pool="avg"):
         if head not in ("probs", "logits", "features"):
             raise ValueError(f"head must be 'probs', 'logits' or 'features', not {head!r}")
+        if layer is not None and head != "features":
+            raise ValueError("layer= is for head='features'")
+        self.layer = None if layer is None else model.resolve_layer(layer)
+        self.pool = pool
         self.device = resolve_device(device, model)
         precision = resolve_precision(precision, self.device)
         # channels_last_3d (NDHWC) by default: oneDNN's and cuDNN's fast 3D convolutions want it. Measured on the
@@ -173,8 +179,8 @@ class ClipRunner:
             self.net = copy.deepcopy(model).to(torch.bfloat16)
 
     @classmethod
-    def for_run(cls, model, head: str, run: RunSpec) -> "ClipRunner":
-        return cls(model, head, run.device, run.precision, run.channels_last)
+    def for_run(cls, model, head: str, run: RunSpec, layer=None, pool="avg") -> "ClipRunner":
+        return cls(model, head, run.device, run.precision, run.channels_last, layer=layer, pool=pool)
 
     def _autocast(self):
         if self.dtype is None or self.net is not self.model:
@@ -193,8 +199,11 @@ class ClipRunner:
     def __call__(self, x) -> np.ndarray:
         x = [self._input(p) for p in x] if isinstance(x, (list, tuple)) else self._input(x)
         with self._autocast():
-            feats = self.net.forward_features(x)
-            out = self.net.forward_head(feats, pre_logits=self.head == "features")
+            if self.layer is not None:
+                out = pool_layer(self.net.forward_intermediates(x, [self.layer])[self.layer], self.pool)
+            else:
+                feats = self.net.forward_features(x)
+                out = self.net.forward_head(feats, pre_logits=self.head == "features")
         out = out.float()
         if self.head == "probs":
             out = out.softmax(dim=-1)
@@ -208,6 +217,21 @@ def to_channels_last_3d(model: torch.nn.Module) -> None:
         for t in [*model.parameters(), *model.buffers()]:
             if t.dim() == 5:
                 t.data = t.data.contiguous(memory_format=torch.channels_last_3d)
+
+
+def pool_layer(output, pool: Optional[str]):
+    """A layer's output pooled over T, H, W per clip ("avg" / "max"), or as it is (None); a vector stays a
+    vector; pathways (a list) are pooled each and concatenated, as PyTorchVideo's SlowFast head does."""
+    if pool not in ("avg", "max", None):
+        raise ValueError(f"pool must be 'avg', 'max' or None, not {pool!r}")
+    if isinstance(output, (list, tuple)):
+        if pool is None:
+            raise ValueError("this layer gives one map per pathway: choose pool='avg' or 'max'")
+        return torch.cat([pool_layer(o, pool) for o in output], dim=1)
+    if pool is None or output.dim() <= 2:
+        return output
+    dims = tuple(range(2, output.dim()))
+    return output.mean(dim=dims) if pool == "avg" else output.amax(dim=dims)
 
 
 def collate(clips: Sequence[Clip], pin: bool = False):
@@ -477,6 +501,8 @@ def iter_outputs(
     runner: Optional[Runner] = None,
     on_error: str = "raise",
     progress: Union[bool, Any] = False,
+    layer: Optional[str] = None,
+    pool: Optional[str] = "avg",
 ) -> Iterator[Union[tuple[str, tuple], FailedVideo]]:
     """The engine behind every public call: yields (video, (clip outputs, frames, seconds)) or FailedVideo.
 
@@ -493,7 +519,7 @@ def iter_outputs(
                            batch_size=batch_size, num_workers=num_workers, threads=threads,
                            channels_last=channels_last)
     was_training = model.training
-    runner = runner if runner is not None else ClipRunner.for_run(model, head, run)
+    runner = runner if runner is not None else ClipRunner.for_run(model, head, run, layer=layer, pool=pool)
     try:
         for video, out in run_clips(runner, videos, clip_spec, run, on_error=on_error, progress=progress):
             yield out if isinstance(out, FailedVideo) else (video, out)
@@ -547,12 +573,14 @@ def iter_extract_features(model: torch.nn.Module, videos, *, per_video_mean: boo
                           device=None, precision: str = "fp32", num_workers: Optional[int] = None,
                           threads: Optional[int] = None, channels_last: Optional[bool] = None,
                           runner: Optional[Runner] = None, on_error: str = "raise",
-                          progress: Union[bool, Any] = False) -> Iterator[Union[FeatureResult, FailedVideo]]:
+                          progress: Union[bool, Any] = False, layer: Optional[str] = None,
+                          pool: Optional[str] = "avg") -> Iterator[Union[FeatureResult, FailedVideo]]:
     """Like :func:`extract_features`, but yields each video's result once it is ready."""
     items = iter_outputs(model, videos, "features", spec=spec, clip_len=clip_len, frame_step=frame_step,
                          stride=stride, tail=tail, fps=fps, start=start, end=end, batch_size=batch_size,
                          device=device, precision=precision, num_workers=num_workers, threads=threads,
-                         channels_last=channels_last, runner=runner, on_error=on_error, progress=progress)
+                         channels_last=channels_last, runner=runner, on_error=on_error, progress=progress,
+                         layer=layer, pool=pool)
     for item in items:
         if isinstance(item, FailedVideo):
             yield item
@@ -595,8 +623,12 @@ def extract_features(model: torch.nn.Module, videos, *, per_video_mean: bool = F
                      end: Optional[float] = None, batch_size: int = 8, device=None, precision: str = "fp32",
                      num_workers: Optional[int] = None, threads: Optional[int] = None,
                      channels_last: Optional[bool] = None, runner: Optional[Runner] = None,
-                     on_error: str = "raise", progress: Union[bool, Any] = False) -> list[FeatureResult]:
+                     on_error: str = "raise", progress: Union[bool, Any] = False, layer: Optional[str] = None,
+                     pool: Optional[str] = "avg") -> list[FeatureResult]:
     """Clip features of videos: ``forward_head(forward_features(x), pre_logits=True)`` per clip.
+
+    ``layer``: a named layer's output instead (``model.feature_layers``, case-insensitive, e.g. "mixed_5c", "fc6",
+    "layer3"), pooled over T, H, W per clip (``pool`` "avg" / "max"), or the whole map per clip (None).
 
     ``per_video_mean=True`` also fills ``mean_features``. Videos as :func:`classify`. Always returns a list of
     :class:`FeatureResult` in input order.
@@ -605,7 +637,7 @@ def extract_features(model: torch.nn.Module, videos, *, per_video_mean: bool = F
         model, videos, per_video_mean=per_video_mean, spec=spec, clip_len=clip_len, frame_step=frame_step,
         stride=stride, tail=tail, fps=fps, start=start, end=end, batch_size=batch_size, device=device,
         precision=precision, num_workers=num_workers, threads=threads, channels_last=channels_last, runner=runner,
-        on_error=on_error, progress=progress))
+        on_error=on_error, progress=progress, layer=layer, pool=pool))
 
 
 for _fn in (classify, extract_features, iter_classify, iter_extract_features):

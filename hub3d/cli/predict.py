@@ -185,7 +185,11 @@ def format_video(r, per_clip: bool, topk: int) -> str:
 @click.option("--format", "fmt", type=click.Choice(["npy", "npz"]), default="npy", show_default=True,
               help="File type in --out-dir (npz also holds clip_frames and clip_seconds).")
 @click.option("--per-video-mean", is_flag=True, help="Average the clip features of each video: (D,) per video.")
-def features(videos, out, out_dir, fmt, per_video_mean, **o):
+@click.option("--layer", help="A named layer's output instead of the pooled pre-logits vector (`hub3d info MODEL` "
+              "lists them; case-insensitive).")
+@click.option("--pool", type=click.Choice(["avg", "max", "none"]), default="avg", show_default=True,
+              help="With --layer: pool the map over T, H, W per clip, or keep it whole (none).")
+def features(videos, out, out_dir, fmt, per_video_mean, layer, pool, **o):
     """Clip features (the pooled vector before the classifier) of each video.
 
     VIDEOS: files, directories (searched recursively), globs, or a list file (@list.txt / list.txt).
@@ -194,6 +198,7 @@ def features(videos, out, out_dir, fmt, per_video_mean, **o):
         raise click.UsageError("give exactly one of --out FILE or --out-dir DIR")
     if out and Path(out).suffix.lower() not in (".npy", ".npz"):
         raise click.UsageError(f"--out {out}: use a .npy or .npz file name")
+    o["layer"], o["pool"] = layer, None if pool == "none" else pool
     paths, failures = collect_videos(videos)
     for item, error in failures:
         report_failure(item, error)
@@ -211,7 +216,12 @@ def _run_features(paths, per_video_mean, failures, o):
     from hub3d.inference import FailedVideo, iter_extract_features
 
     net = load_model(o["model"], o["pretrained"], o["quiet"])
-    for r in iter_extract_features(net, paths, per_video_mean=per_video_mean, **engine_kwargs(o)):
+    try:
+        layer = None if o["layer"] is None else net.resolve_layer(o["layer"])
+    except ValueError as e:
+        raise click.UsageError(f"--layer: {e}") from None
+    for r in iter_extract_features(net, paths, per_video_mean=per_video_mean, layer=layer, pool=o["pool"],
+                                   **engine_kwargs(o)):
         if isinstance(r, FailedVideo):
             report_failure(r.video, r.error)
             failures.append((r.video, r.error))

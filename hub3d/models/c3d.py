@@ -69,6 +69,10 @@ class C3D(VideoModel):
         x = self.dropout(self.relu(self.fc6(x.flatten(1))))
         return self.relu(self.fc7(x))[:, :, None, None, None]
 
+    def layer_output(self, name, output, x):
+        # The convolutions and fc6 / fc7 are followed by a functional ReLU: their feature is after it.
+        return self.relu(output) if name.startswith(("conv", "fc6", "fc7")) else output
+
     def forward_head(self, x, pre_logits: bool = False):
         x = x.mean(dim=(2, 3, 4))
         return x if pre_logits else self.fc8(self.dropout(x))
