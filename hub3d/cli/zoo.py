@@ -84,7 +84,7 @@ def info_command(model, as_json):
 
 
 def _shape(shape) -> str:
-    return " + ".join(map(_shape, shape)) if shape and isinstance(shape[0], (list, tuple)) else "x".join(map(str, shape))
+    return " + ".join(map(_shape, shape)) if isinstance(shape, list) else "x".join(map(str, shape))
 
 
 @click.command("convert")
