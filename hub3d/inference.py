@@ -168,7 +168,8 @@ class ClipRunner:
     A batch is a (B, 3, T, H, W) tensor, or a list of them (one per pathway: SlowFast's [slow, fast]).
 
     ``head="probs"`` returns softmax probabilities (computed in fp32), ``"logits"`` the raw scores,
-    ``"features"`` the pooled pre-logits vector. Outputs are float32 numpy arrays.
+    ``"features"`` the pooled pre-logits vector, or with ``layer`` that layer's output (model.forward_intermediates)
+    pooled over T, H, W (``pool`` "avg" / "max") or whole (None). Outputs are float32 numpy arrays.
 
     ``pad_single`` (default: on cpu): a batch of ONE clip runs as that clip and a copy of it, the copy's row
     dropped, so a clip's outputs are the same bytes whatever batch it falls in (a run's short last batch, shards,
@@ -178,9 +179,13 @@ class ClipRunner:
     """
 
     def __init__(self, model, head="probs", device=None, precision="fp32", channels_last=None,
-                 pad_single: Optional[bool] = None, compile=False):
+                 pad_single: Optional[bool] = None, compile=False, layer=None, pool="avg"):
         if head not in ("probs", "logits", "features"):
             raise ValueError(f"head must be 'probs', 'logits' or 'features', not {head!r}")
+        if layer is not None and head != "features":
+            raise ValueError("layer= is for head='features'")
+        self.layer = None if layer is None else model.resolve_layer(layer)
+        self.pool = pool
         self.device = resolve_device(device, model)
         precision = resolve_precision(precision, self.device)
         # channels_last_3d (NDHWC) by default: oneDNN's and cuDNN's fast 3D convolutions want it. Measured on the
@@ -194,7 +199,7 @@ class ClipRunner:
         model.eval()
         model.to(self.device)
         if self.channels_last:
-            model.to(memory_format=torch.channels_last_3d)
+            to_channels_last_3d(model)
         self.net = model
         if self.dtype is torch.bfloat16 and self.device.type == "cpu":
             # A bf16 copy of the weights instead of autocast, which re-casts every weight at every call: measured
@@ -205,12 +210,14 @@ class ClipRunner:
         self._forward = torch.compile(self._eager) if compile else self._eager
 
     @classmethod
-    def for_run(cls, model, head: str, run: RunSpec) -> "ClipRunner":
+    def for_run(cls, model, head: str, run: RunSpec, layer=None, pool="avg") -> "ClipRunner":
         # batch_size 1: every batch is a single clip, so padding would double the work and change nothing.
         return cls(model, head, run.device, run.precision, run.channels_last,
-                   pad_single=None if run.batch_size > 1 else False, compile=run.compile)
+                   pad_single=None if run.batch_size > 1 else False, compile=run.compile, layer=layer, pool=pool)
 
     def _eager(self, x):
+        if self.layer is not None:
+            return pool_layer(self.net.forward_intermediates(x, [self.layer])[self.layer], self.pool)
         feats = self.net.forward_features(x)
         return self.net.forward_head(feats, pre_logits=self.head == "features")
 
@@ -240,6 +247,30 @@ class ClipRunner:
         if self.head == "probs":
             out = out.softmax(dim=-1)
         return out.cpu().numpy()
+
+
+def to_channels_last_3d(model: torch.nn.Module) -> None:
+    """channels_last_3d for the rank-5 parameters and buffers only: ``model.to(memory_format=...)`` fails on a
+    model that also holds 2D convolutions (P3D's res5), whose 4D weights have no 3D channels-last layout."""
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.dim() == 5:
+                t.data = t.data.contiguous(memory_format=torch.channels_last_3d)
+
+
+def pool_layer(output, pool: Optional[str]):
+    """A layer's output pooled over T, H, W per clip ("avg" / "max"), or as it is (None); a vector stays a
+    vector; pathways (a list) are pooled each and concatenated, as PyTorchVideo's SlowFast head does."""
+    if pool not in ("avg", "max", None):
+        raise ValueError(f"pool must be 'avg', 'max' or None, not {pool!r}")
+    if isinstance(output, (list, tuple)):
+        if pool is None:
+            raise ValueError("this layer gives one map per pathway: choose pool='avg' or 'max'")
+        return torch.cat([pool_layer(o, pool) for o in output], dim=1)
+    if pool is None or output.dim() <= 2:
+        return output
+    dims = tuple(range(2, output.dim()))
+    return output.mean(dim=dims) if pool == "avg" else output.amax(dim=dims)
 
 
 def collate(clips: Sequence[Clip], pin: bool = False):
@@ -526,6 +557,8 @@ def iter_outputs(
     runner: Optional[Runner] = None,
     on_error: str = "raise",
     progress: Union[bool, Any] = False,
+    layer: Optional[str] = None,
+    pool: Optional[str] = "avg",
 ) -> Iterator[Union[tuple[str, tuple], FailedVideo]]:
     """The engine behind every public call: yields (video, (clip outputs, frames, seconds)) or FailedVideo.
 
@@ -542,7 +575,7 @@ def iter_outputs(
                            batch_size=batch_size, num_workers=num_workers, threads=threads,
                            channels_last=channels_last)
     was_training = model.training
-    runner = runner if runner is not None else ClipRunner.for_run(model, head, run)
+    runner = runner if runner is not None else ClipRunner.for_run(model, head, run, layer=layer, pool=pool)
     try:
         for video, out in run_clips(runner, videos, clip_spec, run, on_error=on_error, progress=progress):
             yield out if isinstance(out, FailedVideo) else (video, out)
@@ -597,12 +630,14 @@ def iter_extract_features(model: torch.nn.Module, videos, *, per_video_mean: boo
                           device=None, precision: str = "fp32", num_workers: Optional[int] = None,
                           threads: Optional[int] = None, channels_last: Optional[bool] = None,
                           runner: Optional[Runner] = None, on_error: str = "raise",
-                          progress: Union[bool, Any] = False) -> Iterator[Union[FeatureResult, FailedVideo]]:
+                          progress: Union[bool, Any] = False, layer: Optional[str] = None,
+                          pool: Optional[str] = "avg") -> Iterator[Union[FeatureResult, FailedVideo]]:
     """Like :func:`extract_features`, but yields each video's result once it is ready."""
     items = iter_outputs(model, videos, "features", spec=spec, clip_len=clip_len, frame_step=frame_step,
                          stride=stride, tail=tail, fps=fps, start=start, end=end, batch_size=batch_size,
                          device=device, precision=precision, num_workers=num_workers, threads=threads,
-                         channels_last=channels_last, runner=runner, on_error=on_error, progress=progress)
+                         channels_last=channels_last, runner=runner, on_error=on_error, progress=progress,
+                         layer=layer, pool=pool)
     for item in items:
         if isinstance(item, FailedVideo):
             yield item
@@ -650,8 +685,12 @@ def extract_features(model: torch.nn.Module, videos, *, per_video_mean: bool = F
                      end: Optional[float] = None, batch_size: int = 8, device=None, precision: str = "fp32",
                      num_workers: Optional[int] = None, threads: Optional[int] = None,
                      channels_last: Optional[bool] = None, runner: Optional[Runner] = None,
-                     on_error: str = "raise", progress: Union[bool, Any] = False) -> list[FeatureResult]:
+                     on_error: str = "raise", progress: Union[bool, Any] = False, layer: Optional[str] = None,
+                     pool: Optional[str] = "avg") -> list[FeatureResult]:
     """Clip features of videos: ``forward_head(forward_features(x), pre_logits=True)`` per clip.
+
+    ``layer``: a named layer's output instead (``model.feature_layers``, case-insensitive, e.g. "mixed_5c", "fc6",
+    "layer3"), pooled over T, H, W per clip (``pool`` "avg" / "max"), or the whole map per clip (None).
 
     ``per_video_mean=True`` also fills ``mean_features``. Videos as :func:`classify`. Always returns a list of
     :class:`FeatureResult` in input order.
@@ -660,7 +699,7 @@ def extract_features(model: torch.nn.Module, videos, *, per_video_mean: bool = F
         model, videos, per_video_mean=per_video_mean, spec=spec, clip_len=clip_len, frame_step=frame_step,
         stride=stride, tail=tail, fps=fps, start=start, end=end, batch_size=batch_size, device=device,
         precision=precision, num_workers=num_workers, threads=threads, channels_last=channels_last, runner=runner,
-        on_error=on_error, progress=progress))
+        on_error=on_error, progress=progress, layer=layer, pool=pool))
 
 
 for _fn in (classify, extract_features, iter_classify, iter_extract_features):

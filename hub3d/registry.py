@@ -229,3 +229,19 @@ def count_model(name: str, num_classes: Optional[int], cfg: PretrainedCfg) -> di
             model.eval()(x)
     return {"params": sum(p.numel() for p in model.parameters()), "gflops": counter.get_total_flops() / 1e9,
             "num_features": model.num_features, "n_input_channels": channels}
+
+
+def model_layers(name: str, tag: Union[None, str] = None) -> dict:
+    """The named feature layers (``model.feature_layers``, forward order) -> their output shape per clip at the
+    default input (no batch axis; a list of shapes for per-pathway outputs), computed on the meta device."""
+    cfg = get_pretrained_cfg(name, tag)
+    with torch.device("meta"):
+        model = create_model(name, pretrained_cfg=cfg).eval()
+        x = model.example_input(1, cfg.clip_len, cfg.crop_size, model.arch_kwargs.get("n_input_channels", 3))
+        with torch.no_grad():
+            outs = model.forward_intermediates(x, model.feature_layers)
+
+    def shape(t):
+        return [shape(o) for o in t] if isinstance(t, (list, tuple)) else tuple(t.shape[1:])
+
+    return {layer: shape(out) for layer, out in outs.items()}

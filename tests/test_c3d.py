@@ -1,6 +1,7 @@
 """C3D: DavideA's and MMAction2's files load strictly and give a functional reference's outputs; parameter count."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -122,6 +123,32 @@ def test_sports1m_preprocessing():
     assert (cfg.resize, cfg.crop_size, cfg.clip_len) == ((128, 171), 112, 16)
     assert (cfg.value_scale, cfg.std) == (255.0, (1.0,) * 3)
     assert cfg.mean == (90.25, 97.66, 101.41)  # BGR order, per-channel average of the Sports-1M mean cube
-    if hasattr(cfg, "channel_order"):
-        assert cfg.channel_order == "BGR"
+    assert cfg.channel_order == "BGR"
+
+
+class Recorder:
+    """A runner that keeps the batches the engine feeds it."""
+    device = torch.device("cpu")
+
+    def __init__(self, num_classes):
+        self.batches, self.num_classes = [], num_classes
+
+    def __call__(self, x):
+        self.batches.append(x.clone())
+        return np.full((len(x), self.num_classes), 1.0 / self.num_classes, dtype=np.float32)
+
+
+def test_engine_feeds_bgr_with_the_bgr_mean():
+    model = hub3d.create_model("c3d.sports1m")
+    red = np.zeros((16, 128, 171, 3), np.uint8)
+    red[..., 0] = 255
+    rec = Recorder(487)
+    hub3d.classify(model, red, runner=rec)
+    x = rec.batches[0]
+    assert x.shape == (1, 3, 16, 112, 112)
+    # channel 0 is blue (0 - 90.25), channel 2 red (255 - 101.41): the Caffe model's order and mean
+    torch.testing.assert_close(x[0, :, 0, 0, 0], torch.tensor([-90.25, -97.66, 255 - 101.41]))
+    rec = Recorder(487)
+    hub3d.classify(hub3d.create_model("c3d.sports1m_mmaction2"), red, runner=rec)
+    torch.testing.assert_close(rec.batches[0][0, :, 0, 0, 0], torch.tensor([255 - 104.0, -117.0, -128.0]))
 

@@ -1,6 +1,7 @@
 """P3D: qijiezhao's checkpoint layout loads strictly; outputs match a functional reference of the original."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -136,3 +137,17 @@ def test_p3d_199_weights_are_drive_only():
     assert (cfg.crop_size, cfg.clip_len) == (160, 16)
     flow = hub3d.get_pretrained_cfg("p3d_199", "kinetics400_flow")
     assert flow.file == "p3d_flow_199.checkpoint.pth.tar" and flow.arch_kwargs == {"n_input_channels": 2}
+
+
+def test_classify_a_real_video_through_the_engine(make_video):
+    """ClipRunner's channels_last_3d must leave P3D's 2D res5 (4D weights) alone."""
+    torch.manual_seed(0)
+    model = hub3d.create_model("p3d_63", num_classes=7).eval()
+    video = make_video(num_frames=20, height=48, width=64)
+    res = hub3d.classify(model, str(video), threads=1)[0]
+    assert res.clip_frames.tolist() == [[0, 16], [16, 20]]  # the second clip loop-padded
+    assert res.clip_probs.shape == (2, 7) and np.allclose(res.clip_probs.sum(1), 1, atol=1e-5)
+    clip = next(iter(hub3d.iter_clips(str(video), model)))
+    with torch.no_grad():
+        expected = model(clip.clip[None]).softmax(-1)[0].numpy()
+    np.testing.assert_allclose(res.clip_probs[0], expected, rtol=1e-4, atol=1e-5)

@@ -237,6 +237,10 @@ def format_video(r, per_clip: bool, topk: int) -> str:
 @click.option("--format", "fmt", type=click.Choice(["npy", "npz"]), default="npy", show_default=True,
               help="File type in --out-dir (npz also holds clip_frames and clip_seconds).")
 @click.option("--per-video-mean", is_flag=True, help="Average the clip features of each video: (D,) per video.")
+@click.option("--layer", help="A named layer's output instead of the pooled pre-logits vector (`hub3d info MODEL` "
+              "lists them; case-insensitive).")
+@click.option("--pool", type=click.Choice(["avg", "max", "none"]), default="avg", show_default=True,
+              help="With --layer: pool the map over T, H, W per clip, or keep it whole (none).")
 @click.option("--root", type=click.Path(file_okay=False),
               help="In --out-dir, name outputs by their path below this folder [the video's file name].")
 @click.option("--rebuild-index", type=click.Path(file_okay=False, exists=True), is_eager=True, expose_value=False,
@@ -244,7 +248,7 @@ def format_video(r, per_clip: bool, topk: int) -> str:
               help="Rewrite DIR's index from its feature files alone (after a crash or a lost index), and exit.")
 @dataset_options  # datasets: --shard, --ray, --manifest, --merge-index (hub3d/cli/dataset.py)
 @output_errors
-def features(videos, out, out_dir, fmt, per_video_mean, root, **o):
+def features(videos, out, out_dir, fmt, per_video_mean, root, layer, pool, **o):
     """Clip features (the pooled vector before the classifier) of each video.
 
     VIDEOS: files, directories (searched recursively), globs, or a list file (@list.txt).
@@ -254,6 +258,7 @@ def features(videos, out, out_dir, fmt, per_video_mean, root, **o):
         raise click.UsageError("give exactly one of --out FILE or --out-dir DIR")
     if out and Path(out).suffix.lower() not in (".npy", ".npz"):
         raise click.UsageError(f"--out {out}: use a .npy or .npz file name")
+    o["layer"], o["pool"] = layer, None if pool == "none" else pool
     paths, failures = collect_videos(videos)
     for item, error in failures:
         report_failure(item, error)
@@ -291,7 +296,12 @@ def _rebuild_index(ctx, out_dir):
 def _run_features(net, paths, per_video_mean, failures, o):
     from hub3d.inference import FailedVideo, iter_extract_features
 
-    for r in iter_extract_features(net, paths, per_video_mean=per_video_mean, **engine_kwargs(o)):
+    try:
+        layer = None if o["layer"] is None else net.resolve_layer(o["layer"])
+    except ValueError as e:
+        raise click.UsageError(f"--layer: {e}") from None
+    for r in iter_extract_features(net, paths, per_video_mean=per_video_mean, layer=layer, pool=o["pool"],
+                                   **engine_kwargs(o)):
         if isinstance(r, FailedVideo):
             report_failure(r.video, r.error)
             failures.append((r.video, r.error))

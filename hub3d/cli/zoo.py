@@ -66,17 +66,25 @@ def info_command(model, as_json):
     except ValueError as e:
         raise click.ClickException(str(e))
     tags = {tag: hub3d.get_pretrained_cfg(model, tag).to_dict() for tag in info.tags}
+    layers = hub3d.registry.model_layers(model)
     if as_json:
-        click.echo(json.dumps({"model": info.as_row(), "tags": tags}, indent=2))
+        click.echo(json.dumps({"model": info.as_row(), "layers": layers, "tags": tags}, indent=2))
         return
     for key, value in info.as_row().items():
         click.echo(f"{key:>12}: {value}")
+    click.echo("\nlayers (--layer NAME; output per clip at the default input):")
+    for layer, shape in layers.items():
+        click.echo(f"  {layer:>20}: {_shape(shape)}")
     for tag, cfg in tags.items():
         click.echo(f"\n[{model}.{tag}]")
         for key in ("num_classes", "labels", "labels_verified", "arch_kwargs", "value_scale", "mean", "std",
                     "resize", "crop_size", "clip_len", "file", "url", "drive_folder", "metrics", "license", "notes"):
             if cfg.get(key) not in (None, {}, ""):
                 click.echo(f"  {key:>15}: {cfg[key]}")
+
+
+def _shape(shape) -> str:
+    return " + ".join(map(_shape, shape)) if isinstance(shape, list) else "x".join(map(str, shape))
 
 
 @click.command("convert")

@@ -151,6 +151,61 @@ class VideoModel(nn.Module):
                     module.eval()
         return self
 
+    # Named layers (forward_intermediates, hub3d.extract_features(layer=...), `hub3d info`): by default the stages,
+    # in forward order. "stem", where it is no single module, is the input of the next stage. Families override.
+    @property
+    def feature_layers(self) -> list[str]:
+        modules = dict(self.named_modules())
+        return [n for n in self.stage_names if n in modules or (n == "stem" and n == self.stage_names[0])]
+
+    def resolve_layer(self, name: str) -> str:
+        """A feature layer's name (case-insensitive), or any submodule's dotted path; a ValueError otherwise."""
+        layers = self.feature_layers
+        for candidate in (*layers, *(n for n, _ in self.named_modules() if n)):
+            if candidate.lower() == str(name).lower():
+                return candidate
+        raise ValueError(f"{self.arch_name if hasattr(self, 'meta') else type(self).__name__} has no layer "
+                         f"{name!r}; its feature layers: {', '.join(layers)} (or any submodule's dotted path)")
+
+    def layer_output(self, name: str, output, x):
+        """What a layer's hook saw, as the layer's feature (families whose forward applies a functional step
+        after the module, or folds time into the batch, override this)."""
+        return output
+
+    def forward_intermediates(self, x, layers: Sequence[str]) -> dict:
+        """{layer: its output} for the named layers (see ``feature_layers``), from one forward pass stopped
+        after the last of them. Outputs are (B, C, T, H, W) maps, (B, D) vectors, or lists of maps per pathway."""
+        names = list(dict.fromkeys(self.resolve_layer(n) for n in layers))
+        outs: dict = {}
+
+        def keep(name, value):
+            if name not in outs:  # a copy: later in-place ops (ReLU(inplace), +=) must not change it
+                value = [v.clone() for v in value] if isinstance(value, (list, tuple)) else value.clone()
+                outs[name] = self.layer_output(name, value, x)
+                if len(outs) == len(names):
+                    raise _Stop
+
+        handles = []
+        try:
+            for name in names:
+                if name == "stem" and name not in dict(self.named_modules()):
+                    nxt = self.get_submodule(self.stage_names[1])
+                    handles.append(nxt.register_forward_pre_hook(lambda m, a, name=name: keep(name, a[0])))
+                else:
+                    mod = self.get_submodule(name)
+                    handles.append(mod.register_forward_hook(lambda m, a, o, name=name: keep(name, o)))
+            try:
+                self(x)
+            except _Stop:
+                pass
+        finally:
+            for h in handles:
+                h.remove()
+        missing = [n for n in names if n not in outs]
+        if missing:
+            raise ValueError(f"layer(s) {missing} were not run by this model's forward")
+        return {n: outs[n] for n in names}
+
     # Publishing (hub3d format: model.safetensors + config.json).
     def save_pretrained(self, save_directory, **kwargs):
         return _save_pretrained(self, save_directory, **kwargs)
@@ -175,3 +230,8 @@ class VideoModel(nn.Module):
 
     def push_to_hub(self, repo_id: str, **kwargs):
         return _push_to_hub(self, repo_id, **kwargs)
+
+
+class _Stop(Exception):
+    """Ends forward_intermediates' pass once every requested layer has run."""
+

@@ -11,7 +11,6 @@ the content by :func:`remap_state_dict`.
 """
 from __future__ import annotations
 
-import dataclasses
 import re
 
 import torch
@@ -70,6 +69,10 @@ class C3D(VideoModel):
         x = self.dropout(self.relu(self.fc6(x.flatten(1))))
         return self.relu(self.fc7(x))[:, :, None, None, None]
 
+    def layer_output(self, name, output, x):
+        # The convolutions and fc6 / fc7 are followed by a functional ReLU: their feature is after it.
+        return self.relu(output) if name.startswith(("conv", "fc6", "fc7")) else output
+
     def forward_head(self, x, pre_logits: bool = False):
         x = x.mean(dim=(2, 3, 4))
         return x if pre_logits else self.fc8(self.dropout(x))
@@ -101,8 +104,6 @@ def remap_state_dict(state_dict: dict) -> dict:
     return dict(state_dict)
 
 
-
-
 def detect(state_dict: dict) -> bool:
     """Is this a C3D state dict (DavideA's or MMAction2's layout)?"""
     sd = remap_state_dict(state_dict)
@@ -125,13 +126,6 @@ def infer_arch_kwargs(state_dict: dict) -> dict:
 # frames. hub3d does not ship the cube: its per-channel means (DavideA/c3d-pytorch issue #1, from c3d_mean.npy),
 # B 90.25, G 97.66, R 101.41, approximate it.
 SPORTS1M_MEAN_BGR = (90.25, 97.66, 101.41)
-
-
-def clip_spec(**fields) -> dict:
-    """Clip-spec fields of the restructured PretrainedCfg (channel_order, mean_array). Transitional: until that
-    lands, only the fields the current PretrainedCfg declares are passed (without channel_order, frames stay RGB)."""
-    known = {f.name for f in dataclasses.fields(PretrainedCfg)}
-    return {k: v for k, v in fields.items() if k in known}
 
 
 C3D_COMMON = dict(
@@ -168,8 +162,8 @@ FAMILY = Family("c3d", remap_state_dict=remap_state_dict, infer_arch_kwargs=infe
                 "DavideA's own predict.py subtracts no mean and feeds RGB (its issue #1 shows the fix). The 487 "
                 "Sports-1M class names are DavideA/c3d-pytorch labels.txt (not shipped with hub3d yet)."
             ),
+            channel_order="BGR",
             **C3D_COMMON,
-            **clip_spec(channel_order="BGR"),
         ),
         "sports1m_mmaction2": PretrainedCfg(
             num_classes=487,

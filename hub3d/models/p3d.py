@@ -133,6 +133,13 @@ class P3D(VideoModel):
         x = self.layer4(x.transpose(1, 2).reshape(b * t, c, h, w))
         return x.reshape(b, t, *x.shape[1:]).transpose(1, 2)
 
+    def layer_output(self, name, output, x):
+        # res5 (2D) runs each time step as a batch item: give its maps back their time axis, (B, C, T, H, W).
+        if output.dim() == 4:
+            b = x.shape[0]
+            return output.reshape(b, -1, *output.shape[1:]).transpose(1, 2)
+        return output
+
     def forward_head(self, x, pre_logits: bool = False):
         x = self.dropout(x.mean(dim=(2, 3, 4)))
         return x if pre_logits else self.fc(x)

@@ -284,6 +284,11 @@ class PTVNet(VideoModel):
     def forward_head(self, x, pre_logits: bool = False):
         return self.blocks[-1].head(x, pre_logits=pre_logits)
 
+    @property
+    def feature_layers(self) -> list[str]:
+        # Every block before the head (pool blocks included; the head's pool runs as a function, not a hook).
+        return [f"blocks.{i}" for i in range(len(self.blocks) - 1)]
+
     def new_classifier(self, num_classes: int, device=None) -> nn.Module:
         fc = nn.Linear(self.num_features, num_classes, device=device)
         nn.init.normal_(fc.weight, std=0.01)
