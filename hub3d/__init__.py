@@ -26,6 +26,7 @@ _LAZY = {
     "extract_features": "inference",
     "iter_clips": "inference",
     "iter_classify": "inference",
+    "export": "export",
 }
 
 

@@ -448,18 +448,24 @@ def _iter_outputs(
     threads: Optional[int] = None,
     on_error: str = "raise",
     progress: Union[bool, Any] = False,
+    runner=None,
 ):
-    """The engine behind every public call: yields (video, (clip outputs, frames, seconds)) or FailedVideo."""
+    """The engine behind every public call: yields (video, (clip outputs, frames, seconds)) or FailedVideo.
+
+    runner: a ready ``runner(batch) -> np.ndarray`` with ``.device`` (e.g. hub3d.export.OnnxRunner) instead of a
+    ClipRunner of ``model``; ``model`` then only gives the cfg and labels."""
     videos, _ = _normalise_videos(videos)
     _check_args(tail, on_error, batch_size)
-    was_training = model.training
-    runner = ClipRunner(model, head, device, precision, channels_last)
+    was_training = getattr(model, "training", False)
+    if runner is None:
+        runner = ClipRunner(model, head, device, precision, channels_last)
     kwargs = _clip_kwargs(model, cfg, clip_len, stride, tail, fps, start, end)
     try:
         for video, out in _stream(runner, videos, kwargs, batch_size, num_workers, on_error, progress, threads):
             yield out if isinstance(out, FailedVideo) else (video, out)
     finally:
-        model.train(was_training)
+        if isinstance(model, torch.nn.Module):
+            model.train(was_training)
 
 
 def iter_classify(
