@@ -26,7 +26,7 @@ _LAZY = {
     "extract_features": "inference",
     "iter_clips": "inference",
     "iter_classify": "inference",
-    "export": "export",
+    "export": "exporter",  # the module is not hub3d/export.py: a submodule import would shadow the function
 }
 
 
