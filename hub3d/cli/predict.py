@@ -207,6 +207,15 @@ def load_runtime(o: dict, head: str):
         runner = OnnxRunner(o["model"], head=head, threads=o["threads"])
     except (ExportError, ImportError, OSError) as e:
         raise click.ClickException(f"--runtime onnxruntime --model {o['model']}: {e}") from e
+    if len(runner.inputs) == 1:  # refuse a clip shape the file cannot run before decoding anything
+        from hub3d.exporter import check_input_shape, default_clip
+
+        t, h, w = default_clip(runner)
+        spec = runner.inputs[0]
+        try:
+            check_input_shape((1, spec["shape"][1], o["clip_len"] or t, h, w), spec, o["model"])
+        except ValueError as e:
+            raise click.UsageError(str(e)) from e
     return runner, {"runner": runner}
 
 
