@@ -233,7 +233,7 @@ def export(
             ep = _torch_export(model, inputs, dynamic, where)
             meta = export_metadata(model, clip, format, _input_specs(ep, names, inputs))
             if format == "export":
-                with io.atomic_path(path) as tmp:
+                with io.atomic_path(path, keep_suffix=True) as tmp:  # torch.export.save wants a .pt2 name
                     torch.export.save(ep, tmp, extra_files={METADATA_FILE: json.dumps(meta)})
                 return path
             return _save_onnx(ep, meta, names, path, opset, where)
