@@ -9,6 +9,7 @@ from .errors import (
     ChecksumError,
     ConfigError,
     DownloadError,
+    ExportError,
     Hub3dError,
     UnsafeCheckpointError,
     VideoError,
@@ -39,6 +40,7 @@ _LAZY = {
     "RunSpec": "specs",
     "resolve_clip_spec": "specs",
     "inflate": "inflate",
+    "export": "exporter",  # the module is not hub3d/export.py: a submodule import would shadow the function
 }
 
 
@@ -55,6 +57,7 @@ __all__ = [
     "ChecksumError",
     "ConfigError",
     "DownloadError",
+    "ExportError",
     "Hub3dError",
     "UnsafeCheckpointError",
     "VideoError",

@@ -49,6 +49,10 @@ class DownloadError(Hub3dError, OSError):
     """A download failed (network, HTTP error, truncated); a partial file is kept to resume from."""
 
 
+class ExportError(Hub3dError, RuntimeError):
+    """A model that cannot be exported in the asked format (the message says why), or an unusable exported file."""
+
+
 __all__ = [
     "Hub3dError",
     "ConfigError",
@@ -58,4 +62,5 @@ __all__ = [
     "WeightsNotFoundError",
     "ChecksumError",
     "DownloadError",
+    "ExportError",
 ]

@@ -32,6 +32,8 @@ def engine_options(fn):
                      help="The model's torch threads [cpu: all cores, less one per decoder when 2+ remain]."),
         click.option("--skip-existing", is_flag=True, help="Resume: skip videos whose outputs already exist."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar or notices."),
+        click.option("--runtime", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True,
+                     help="onnxruntime: --model is a .onnx file from `hub3d export` (cpu, fp32)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -120,7 +122,9 @@ def _model_meta(net, o: dict) -> dict:
 @click.option("--per-clip", is_flag=True, help="Also print every clip's top-k.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the full result here.")
 @click.option("--probs", is_flag=True, help="In --json, also every class probability (per video and clip).")
-def classify(videos, topk, per_clip, json_path, probs, **o):
+@click.option("--plot", type=click.Path(dir_okay=False),
+              help="Timeline picture (.png/.svg) of the top classes per clip; several videos: one file each.")
+def classify(videos, topk, per_clip, json_path, probs, plot, **o):
     """Top-k actions of each video (mean of the clip softmaxes).
 
     VIDEOS: files, directories (searched recursively), globs, or a list file (@list.txt / list.txt).
@@ -133,7 +137,7 @@ def classify(videos, topk, per_clip, json_path, probs, **o):
         report_failure(item, error)
     if o["skip_existing"] and not json_path:
         click.echo("note: --skip-existing needs --json to know what is done; classifying everything", err=True)
-    net = load_model(o["model"], o["pretrained"], o["quiet"])
+    net, runtime = load_runtime(o, "probs")
     results = ResultsJson(json_path, _model_meta(net, o), resume=o["skip_existing"], per_clip=True,
                           clip_topk=topk, probs=probs)
     if results.done:
@@ -146,7 +150,7 @@ def classify(videos, topk, per_clip, json_path, probs, **o):
     show = click.echo if o["quiet"] else _write_above_bar
     n_ok = 0
     with results:  # also on Ctrl-C and errors: the file lists every video done
-        for r in iter_classify(net, paths, topk=topk, **engine_kwargs(o)):
+        for r in iter_classify(net, paths, topk=topk, **{**engine_kwargs(o), **runtime}):
             if isinstance(r, FailedVideo):
                 report_failure(r.video, r.error)
                 failures.append((r.video, r.error))
@@ -155,7 +159,45 @@ def classify(videos, topk, per_clip, json_path, probs, **o):
             n_ok += 1
             results.add(r)
             show(format_video(r, per_clip, topk))
+            if plot:
+                _plot(r, plot, paths, o)
     finish(failures, n_ok, o["quiet"])
+
+
+def _plot(result, plot, paths, o):
+    from hub3d import plots
+
+    target = plots.plot_path(plot, result.video, paths)
+    if hasattr(result, "features"):
+        plots.plot_similarity(result, target)
+    else:
+        plots.plot_timeline(result, target)
+    if not o["quiet"]:
+        _write_above_bar(f"wrote {target}")
+
+
+def load_runtime(o: dict, head: str):
+    """(model, extra engine kwargs): a torch model, or with --runtime onnxruntime an OnnxRunner, which carries the
+    exported file's preprocessing and labels (the engine reads them as a model's) and runs the batches."""
+    if o["runtime"] == "torch":
+        return load_model(o["model"], o["pretrained"], o["quiet"]), {}
+    if o["precision"] != "fp32" or (o["device"] or "cpu") != "cpu":
+        raise click.UsageError("--runtime onnxruntime runs on cpu in fp32: drop --device/--precision")
+    from hub3d.errors import ExportError
+    from hub3d.exporter import OnnxRunner, check_input_shape, default_clip
+
+    try:
+        runner = OnnxRunner(o["model"], head=head, threads=o["threads"])
+    except (ExportError, ImportError, OSError) as e:
+        raise click.ClickException(f"--runtime onnxruntime --model {o['model']}: {e}") from e
+    if len(runner.inputs) == 1:  # refuse a clip shape the file cannot run before decoding anything
+        t, h, w = default_clip(runner)
+        spec = runner.inputs[0]
+        try:
+            check_input_shape((1, spec["shape"][1], o["clip_len"] or t, h, w), spec, o["model"])
+        except ValueError as e:
+            raise click.UsageError(str(e)) from e
+    return runner, {"runner": runner, "device": "cpu"}
 
 
 def _write_above_bar(text: str) -> None:
@@ -185,7 +227,9 @@ def format_video(r, per_clip: bool, topk: int) -> str:
 @click.option("--format", "fmt", type=click.Choice(["npy", "npz"]), default="npy", show_default=True,
               help="File type in --out-dir (npz also holds clip_frames and clip_seconds).")
 @click.option("--per-video-mean", is_flag=True, help="Average the clip features of each video: (D,) per video.")
-def features(videos, out, out_dir, fmt, per_video_mean, **o):
+@click.option("--plot", type=click.Path(dir_okay=False),
+              help="Clip similarity picture (.png/.svg: cosine matrix + PCA); several videos: one file each.")
+def features(videos, out, out_dir, fmt, per_video_mean, plot, **o):
     """Clip features (the pooled vector before the classifier) of each video.
 
     VIDEOS: files, directories (searched recursively), globs, or a list file (@list.txt / list.txt).
@@ -200,6 +244,7 @@ def features(videos, out, out_dir, fmt, per_video_mean, **o):
     if out and len(paths) > 1 and not per_video_mean:
         raise click.UsageError(f"{len(paths)} videos: use --out-dir DIR (one file per video), or --per-video-mean "
                                "to write one (n_videos, D) array to --out")
+    o["plot"], o["paths"] = plot, paths
     if out:
         n_ok = _features_to_file(paths, out, per_video_mean, failures, o)
     else:
@@ -210,12 +255,14 @@ def features(videos, out, out_dir, fmt, per_video_mean, **o):
 def _run_features(paths, per_video_mean, failures, o):
     from hub3d.inference import FailedVideo, iter_extract_features
 
-    net = load_model(o["model"], o["pretrained"], o["quiet"])
-    for r in iter_extract_features(net, paths, per_video_mean=per_video_mean, **engine_kwargs(o)):
+    net, runtime = load_runtime(o, "features")
+    for r in iter_extract_features(net, paths, per_video_mean=per_video_mean, **{**engine_kwargs(o), **runtime}):
         if isinstance(r, FailedVideo):
             report_failure(r.video, r.error)
             failures.append((r.video, r.error))
         else:
+            if o["plot"]:
+                _plot(r, o["plot"], o["paths"], o)
             yield r
 
 
