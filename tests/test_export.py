@@ -14,12 +14,12 @@ from hub3d.cli import main
 from hub3d.exporter import ExportError, OnnxRunner, example_inputs, read_metadata
 from hub3d.inference import ClipRunner
 
-from conftest import random_frames
+from conftest import random_frames, tiny_kwargs
 
 onnx = pytest.importorskip("onnx", reason="the hub3d[onnx] extra")  # an optional extra, like the feature itself
 pytest.importorskip("onnxruntime", reason="the hub3d[onnx] extra")
 
-CLIP = (4, 32, 32)  # tiny: every registered model but DenseNet (see clip_for) survives its strides at this size
+CLIP = (4, 32, 32)  # tiny: most registered models survive their strides at this size (see clip_for)
 ATOL = 1e-4  # max abs diff for O(1) outputs; relative to the largest value for bigger ones (DenseNet: ~100)
 
 # Models that cannot be exported in a format, with the reason their ExportError gives. The parity test asserts that
@@ -32,22 +32,6 @@ def tiny_model(name="resnet3d_10", num_classes=5, seed=0, **kwargs):
     return hub3d.create_model(name, num_classes=num_classes, **{"widen_factor": 0.125, **kwargs}).eval()
 
 
-def small_kwargs(name) -> dict:
-    """Shrink each family where it has a width knob (speed only: the graph's ops are the same)."""
-    from hub3d.models.densenet3d import DenseNet3d
-    from hub3d.models.resnet3d import ResNet3d
-
-    with torch.device("meta"):
-        model = hub3d.create_model(name)
-    if name.startswith("resnext3d"):
-        return {"widen_factor": 0.25}  # a grouped stage needs >= 32 planes
-    if isinstance(model, ResNet3d) and name != "motion_demo":
-        return {"widen_factor": 0.125}
-    if isinstance(model, DenseNet3d):
-        return {"growth_rate": 8, "num_init_features": 16}
-    return {}
-
-
 def torch_outputs(model, inputs):
     with torch.no_grad():
         x = list(inputs) if len(inputs) > 1 else inputs[0]
@@ -56,10 +40,20 @@ def torch_outputs(model, inputs):
 
 
 def clip_for(model):
-    """CLIP, or 16 frames for DenseNet: its three 2x2x2 average-pool transitions need T >= 16."""
+    """The smallest clip (T, H, W) each family takes: CLIP unless its strides or head need more."""
+    from hub3d.models.c3d import C3D
     from hub3d.models.densenet3d import DenseNet3d
+    from hub3d.models.p3d import P3D
+    from hub3d.models.pytorchvideo_resnet import SlowFast
+    from hub3d.models.s3d import S3D
 
-    return (16, *CLIP[1:]) if isinstance(model, DenseNet3d) else CLIP
+    if isinstance(model, C3D):
+        return (16, 112, 112)  # fc6 takes pool5's fixed 512x1x4x4 map: the original clip size only
+    if isinstance(model, (DenseNet3d, P3D)):
+        return (16, *CLIP[1:])  # DenseNet: three 2x2x2 average-pool transitions; P3D: four halvings of T
+    if isinstance(model, (S3D, SlowFast)):
+        return (8, *CLIP[1:])  # S3D: T halves three times without padding; SlowFast: slow = T // alpha (4) frames
+    return CLIP
 
 
 def calibrate_batchnorm(model, clip):
@@ -67,10 +61,12 @@ def calibrate_batchnorm(model, clip):
 
     At init (mean 0, var 1) a random DenseNet's features reach ~2000, where fp32 rounding alone exceeds an absolute
     1e-4; calibrated, outputs are O(1) as with real weights, and the absolute tolerance means what it says."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average: one batch sets the statistics
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return model.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: one batch sets the statistics
     inputs = example_inputs(model, clip, 4, seed=99)
     model.train()
     with torch.no_grad():
@@ -91,6 +87,18 @@ def check_parity(model, tmp_path, name):
         batch_in = list(inputs) if len(inputs) > 1 else inputs[0]
         for got, want in ((logits_runner(batch_in), logits), (feats_runner(batch_in), feats)):
             assert np.abs(got - want).max() <= ATOL * max(1.0, np.abs(want).max())
+    spec = read_metadata(onnx_path)["inputs"][0]
+    assert spec["shape"][0] is None
+    if model.dynamic_input_shapes:  # the default export keeps T/H/W dynamic: exact at another clip size too
+        assert spec["shape"][2:] == [None, None, None], spec
+        t, h, w = clip
+        other = (t + t // 2, h + 8, w + 8)
+        inputs = example_inputs(model, other, 2, seed=5)
+        logits, _ = torch_outputs(model, inputs)
+        got = logits_runner(list(inputs) if len(inputs) > 1 else inputs[0])  # raises if outside the proven range
+        assert np.abs(got - logits).max() <= ATOL * max(1.0, np.abs(logits).max())
+    else:
+        assert all(isinstance(d, int) for d in spec["shape"][1:]), spec
 
     inputs = example_inputs(model, clip, 3, seed=7)
     logits, feats = torch_outputs(model, inputs)
@@ -244,24 +252,53 @@ def test_cli_export_errors(model_dir, tmp_path):
 
 
 # ------------------------------------------------------------------------------- every model (the slow part)
+def representatives() -> list[str]:
+    """Per family and model class (x3d: PyTorchVideo's X3D and EfficientX3d; PyTorchVideo ResNets and SlowFast),
+    the model with the fewest modules: the export's time follows the graph's size."""
+    from hub3d.registry import model_family
+
+    best: dict = {}
+    for name in hub3d.list_models():
+        with torch.device("meta"):
+            model = hub3d.create_model(name)
+        key, size = (model_family(name), type(model).__name__), len(list(model.modules()))
+        if key not in best or size < best[key][0]:
+            best[key] = (size, name)
+    return sorted(name for _, name in best.values())
+
+
+REPRESENTATIVES = representatives()
+
+
 def test_known_limits_name_registered_models():
     assert all(name in hub3d.list_models() for name, _ in KNOWN_LIMITS)
 
 
 @pytest.mark.parametrize("name", ["resnet3d_10", "motion_demo"])
 def test_parity_representative(name, tmp_path):
-    check_parity(tiny_model(name, **small_kwargs(name)) if name != "motion_demo" else
-                 hub3d.create_model("motion_demo").eval(), tmp_path, name)
+    parity_or_known_limit(name, tmp_path)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", hub3d.list_models())
-def test_parity_every_registered_model(name, tmp_path):
+def parity_or_known_limit(name, tmp_path):
     torch.manual_seed(0)
-    model = hub3d.create_model(name, num_classes=5, **small_kwargs(name)).eval()
+    model = hub3d.create_model(name, num_classes=5, **tiny_kwargs(name)).eval()
     limits = {fmt: reason for (n, fmt), reason in KNOWN_LIMITS.items() if n == name}
     for fmt, reason in limits.items():
         with pytest.raises(ExportError, match=reason):
             hub3d.export(model, tmp_path / f"x.{fmt}", format=fmt, clip=clip_for(model))
     if not limits:
         check_parity(model, tmp_path, name)
+
+
+# CI: one model per family and class (every code path: list inputs, fixed heads, per-input padding, dynamic T/H/W).
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in REPRESENTATIVES if n not in ("resnet3d_10", "motion_demo")])
+def test_parity_every_family(name, tmp_path):
+    parity_or_known_limit(name, tmp_path)
+
+
+# The rest of the registry: `pytest -m exhaustive tests/test_export.py` (deselected by default, see setup.cfg).
+@pytest.mark.exhaustive
+@pytest.mark.parametrize("name", [n for n in hub3d.list_models() if n not in REPRESENTATIVES])
+def test_parity_every_registered_model(name, tmp_path):
+    parity_or_known_limit(name, tmp_path)
