@@ -34,8 +34,8 @@ def main():
     frames = np.stack([np.asarray(Image.fromarray(f).resize((128, 128), Image.BILINEAR)) for f in frames])
     with tempfile.TemporaryDirectory() as tmp:
         video = write_video(Path(tmp) / "three_actions.mp4", frames, fps=25, pix_fmt="yuv444p", options={"crf": "10"})
-        result = hub3d.classify(model, video, topk=3, stride=8)
-        feats = hub3d.extract_features(model, video, stride=8)
+        result = hub3d.classify(model, video, topk=3, stride=8)[0]
+        feats = hub3d.extract_features(model, video, stride=8)[0]
         plots.plot_timeline(result, IMG / "timeline.png", k=4)
         plots.plot_similarity(feats, IMG / "similarity.png")
         out = render_video(model, video, Path(tmp) / "labelled.mp4", result=result)
