@@ -213,8 +213,8 @@ def export(
     clip = tuple(int(c) for c in (clip or default_clip(model)))
     if len(clip) != 3:
         raise ValueError(f"clip must be (T, H, W), got {clip}")
-    if dynamic is None:
-        dynamic = bool(getattr(model, "dynamic_input_shapes", False))
+    if dynamic is None:  # a trace cannot keep sizes symbolic: TorchScript stays fixed whatever the model declares
+        dynamic = format != "torchscript" and bool(getattr(model, "dynamic_input_shapes", False))
     if dynamic and format == "torchscript":
         raise ExportError("TorchScript traces fix T/H/W; use format='onnx' or 'export' for dynamic clip shapes")
     where = f"{getattr(model, 'arch_name', type(model).__name__)} -> {format}"
