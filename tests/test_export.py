@@ -118,7 +118,7 @@ def test_onnx_runner_matches_clip_runner_and_carries_cfg_and_labels(tmp_path):
     model = tiny_model()
     model.labels = labels
     model.pretrained_cfg = model.pretrained_cfg.replace(clip_len=4, crop_size=32, resize=36)
-    path = hub3d.export(model, tmp_path / "m.onnx")  # clip: the cfg's 4 x 32 x 32
+    path = hub3d.export(model, tmp_path / "m.onnx", dynamic=False)  # clip: the cfg's 4 x 32 x 32
     runner = OnnxRunner(path)
     assert runner.device == torch.device("cpu")
     assert runner.labels == labels and runner.pretrained_cfg == model.pretrained_cfg
@@ -135,7 +135,7 @@ def test_onnx_runner_matches_clip_runner_and_carries_cfg_and_labels(tmp_path):
 
 
 def test_fixed_clip_shape_is_refused_at_another_size(tmp_path):
-    path = hub3d.export(tiny_model(), tmp_path / "m.onnx", clip=CLIP)
+    path = hub3d.export(tiny_model(), tmp_path / "m.onnx", clip=CLIP, dynamic=False)
     runner = OnnxRunner(path)
     for bad, axis in (((1, 3, 8, 32, 32), "T=8"), ((1, 3, 4, 40, 32), "H=40"), ((1, 3, 4, 32, 16), "W=16")):
         with pytest.raises(ValueError, match=f"exported for clips of 4x32x32.*got {axis}.*re-export"):
@@ -222,7 +222,7 @@ def run(*args):
 
 def test_cli_export_then_classify_and_features_with_onnxruntime(model_dir, make_video, tmp_path):
     onnx_file = tmp_path / "tiny.onnx"
-    r = run("export", model_dir, "--out", onnx_file, "--clip", "8x32x32")
+    r = run("export", model_dir, "--out", onnx_file, "--clip", "8x32x32", "--fixed")
     assert r.exit_code == 0, r.output
     assert read_metadata(onnx_file)["inputs"][0]["shape"] == [None, 3, 8, 32, 32]
     video = make_video(frames=random_frames(20, 48, 64, seed=3), fps=10, name="a.mp4")
