@@ -10,6 +10,7 @@ from .errors import (
     ConfigError,
     DownloadError,
     OutputError,
+    ExportError,
     Hub3dError,
     IncompleteError,
     UnsafeCheckpointError,
@@ -42,6 +43,7 @@ _LAZY = {
     "RunSpec": "specs",
     "resolve_clip_spec": "specs",
     "inflate": "inflate",
+    "export": "exporter",  # the module is not hub3d/export.py: a submodule import would shadow the function
 }
 
 
@@ -59,6 +61,7 @@ __all__ = [
     "ConfigError",
     "DownloadError",
     "OutputError",
+    "ExportError",
     "Hub3dError",
     "IncompleteError",
     "UnsafeCheckpointError",

@@ -74,6 +74,8 @@ class OutputError(Hub3dError, OSError):
 
     def __reduce__(self):
         return type(self), (self.path, self.reason, self.errno)
+class ExportError(Hub3dError, RuntimeError):
+    """A model that cannot be exported in the asked format (the message says why), or an unusable exported file."""
 
 
 __all__ = [
@@ -87,4 +89,5 @@ __all__ = [
     "DownloadError",
     "IncompleteError",
     "OutputError",
+    "ExportError",
 ]

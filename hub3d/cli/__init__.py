@@ -33,8 +33,9 @@ def main():
 
 def _add_commands():
     from . import demo, hub, predict, train, zoo
+    from . import export, render
 
-    for module in (zoo, predict, demo, hub, train):
+    for module in (zoo, predict, demo, hub, train, export, render):
         for command in module.COMMANDS:
             main.add_command(command)
 

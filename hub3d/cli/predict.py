@@ -39,6 +39,8 @@ def engine_options(fn):
         click.option("--allow-partial", is_flag=True,
                      help="Exit 0 even when a video ends well before its declared length (it is flagged anyway)."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar or notices."),
+        click.option("--runtime", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True,
+                     help="onnxruntime: --model is a .onnx file from `hub3d export` (cpu, fp32)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -164,8 +166,10 @@ def _folder_meta(net, o: dict) -> dict:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               help="Write the full result here ('-': standard output; the table then goes to standard error).")
 @click.option("--probs", is_flag=True, help="In --json, also every class probability (per video and clip).")
+@click.option("--plot", type=click.Path(dir_okay=False),
+              help="Timeline picture (.png/.svg) of the top classes per clip; several videos: one file each.")
 @output_errors
-def classify(videos, topk, per_clip, json_path, probs, **o):
+def classify(videos, topk, per_clip, json_path, probs, plot, **o):
     """Top-k actions of each video (mean of the clip softmaxes).
 
     VIDEOS: files, directories (searched recursively), globs, or a list file (@list.txt).
@@ -178,10 +182,8 @@ def classify(videos, topk, per_clip, json_path, probs, **o):
         report_failure(item, error)
     if o["skip_existing"] and not json_path:
         click.echo("note: --skip-existing needs --json to know what is done; classifying everything", err=True)
-    results = ResultsJson(json_path, {}, resume=o["skip_existing"], per_clip=True, clip_topk=topk,
-                          probs=probs)  # checks the output is writable before the model loads
-    net = load_model(o["model"], o["pretrained"], o["quiet"])
-    results.meta = _model_meta(net, o)
+@output_errors
+def classify(videos, topk, per_clip, json_path, probs, **o):
     if results.done:
         paths = [p for p in paths if p not in results.done]
         if not o["quiet"]:
@@ -195,7 +197,7 @@ def classify(videos, topk, per_clip, json_path, probs, **o):
                                                                                             file=sys.stderr)
     n_ok, partial = 0, []
     with results:  # also on Ctrl-C and errors: the file lists every video done
-        for r in iter_classify(net, paths, topk=topk, **engine_kwargs(o)):
+        for r in iter_classify(net, paths, topk=topk, **{**engine_kwargs(o), **runtime}):
             if isinstance(r, FailedVideo):
                 report_failure(r.video, r.error)
                 failures.append((r.video, r.error))
@@ -205,7 +207,45 @@ def classify(videos, topk, per_clip, json_path, probs, **o):
             note_partial(r, partial)
             results.add(r)
             show(format_video(r, per_clip, topk))
+            if plot:
+                _plot(r, plot, paths, o)
     finish(failures, n_ok, o["quiet"], partial, o["allow_partial"])
+
+
+def _plot(result, plot, paths, o):
+    from hub3d import plots
+
+    target = plots.plot_path(plot, result.video, paths)
+    if hasattr(result, "features"):
+        plots.plot_similarity(result, target)
+    else:
+        plots.plot_timeline(result, target)
+    if not o["quiet"]:
+        _write_above_bar(f"wrote {target}")
+
+
+def load_runtime(o: dict, head: str):
+    """(model, extra engine kwargs): a torch model, or with --runtime onnxruntime an OnnxRunner, which carries the
+    exported file's preprocessing and labels (the engine reads them as a model's) and runs the batches."""
+    if o["runtime"] == "torch":
+        return load_model(o["model"], o["pretrained"], o["quiet"]), {}
+    if o["precision"] != "fp32" or (o["device"] or "cpu") != "cpu":
+        raise click.UsageError("--runtime onnxruntime runs on cpu in fp32: drop --device/--precision")
+    from hub3d.errors import ExportError
+    from hub3d.exporter import OnnxRunner, check_input_shape, default_clip
+
+    try:
+        runner = OnnxRunner(o["model"], head=head, threads=o["threads"])
+    except (ExportError, ImportError, OSError) as e:
+        raise click.ClickException(f"--runtime onnxruntime --model {o['model']}: {e}") from e
+    if len(runner.inputs) == 1:  # refuse a clip shape the file cannot run before decoding anything
+        t, h, w = default_clip(runner)
+        spec = runner.inputs[0]
+        try:
+            check_input_shape((1, spec["shape"][1], o["clip_len"] or t, h, w), spec, o["model"])
+        except ValueError as e:
+            raise click.UsageError(str(e)) from e
+    return runner, {"runner": runner, "device": "cpu"}
 
 
 def _write_above_bar(text: str, file=None) -> None:
@@ -246,9 +286,11 @@ def format_video(r, per_clip: bool, topk: int) -> str:
 @click.option("--rebuild-index", type=click.Path(file_okay=False, exists=True), is_eager=True, expose_value=False,
               callback=lambda ctx, _, d: _rebuild_index(ctx, d),
               help="Rewrite DIR's index from its feature files alone (after a crash or a lost index), and exit.")
+@click.option("--plot", type=click.Path(dir_okay=False),
+              help="Clip similarity picture (.png/.svg: cosine matrix + PCA); several videos: one file each.")
 @dataset_options  # datasets: --shard, --ray, --manifest, --merge-index (hub3d/cli/dataset.py)
 @output_errors
-def features(videos, out, out_dir, fmt, per_video_mean, root, layer, pool, **o):
+def features(videos, out, out_dir, fmt, per_video_mean, root, layer, pool, plot, **o):
     """Clip features (the pooled vector before the classifier) of each video.
 
     VIDEOS: files, directories (searched recursively), globs, or a list file (@list.txt).
@@ -267,6 +309,7 @@ def features(videos, out, out_dir, fmt, per_video_mean, root, layer, pool, **o):
     if out and len(paths) > 1 and not per_video_mean:
         raise click.UsageError(f"{len(paths)} videos: use --out-dir DIR (one file per video), or --per-video-mean "
                                "to write one (n_videos, D) array to --out")
+    o["plot"], o["paths"] = plot, paths
     if out:
         n_ok = _features_to_file(paths, out, per_video_mean, failures, o)
     elif wants_dataset(o):  # shards / Ray / manifest: hub3d.distributed
@@ -301,12 +344,14 @@ def _run_features(net, paths, per_video_mean, failures, o):
     except ValueError as e:
         raise click.UsageError(f"--layer: {e}") from None
     for r in iter_extract_features(net, paths, per_video_mean=per_video_mean, layer=layer, pool=o["pool"],
-                                   **engine_kwargs(o)):
+                                   **{**engine_kwargs(o), **o.get("runtime_kwargs", {})}):
         if isinstance(r, FailedVideo):
             report_failure(r.video, r.error)
             failures.append((r.video, r.error))
         else:
             note_partial(r, o["partial"])
+            if o["plot"]:
+                _plot(r, o["plot"], o["paths"], o)
             yield r
 
 
@@ -319,7 +364,7 @@ def _features_to_file(paths, out, per_video_mean, failures, o) -> int:
         click.echo(f"{out} exists; skipped (--skip-existing)", err=True)
         return 0
     check_writable(Path(os.path.abspath(out)).parent)
-    net = load_model(o["model"], o["pretrained"], o["quiet"])
+    net, o["runtime_kwargs"] = load_runtime(o, "features")
     results = list(_run_features(net, paths, per_video_mean, failures, o))
     if not results:
         return 0
@@ -342,7 +387,7 @@ def _features_to_dir(paths, out_dir, fmt, per_video_mean, root, failures, o) -> 
         click.echo(f"{out_dir}: {len(paths) - len(folder.todo)} video(s) already done, {len(folder.todo)} to go",
                    err=True)
     if folder.todo:
-        net = load_model(o["model"], o["pretrained"], o["quiet"])
+        net, o["runtime_kwargs"] = load_runtime(o, "features")
         folder.meta = _folder_meta(net, o)
     with folder:  # also on Ctrl-C and errors: the index lists every file written
         for r in _run_features(net, folder.todo, per_video_mean, failures, o) if folder.todo else ():

@@ -28,6 +28,9 @@ class VideoModel(nn.Module):
 
     num_features: int
     classifier_name = "fc"
+    # True only where the graph is size-generic (global pooling, no shape-dependent padding / kernels / Python shape
+    # arithmetic): hub3d.export then keeps T/H/W dynamic. Otherwise a graph traced at one size is wrong at another.
+    dynamic_input_shapes: bool = False
     # Set by hub3d.registry.create_model: what this model is and how to rebuild it (hub3d.pretrained.ModelMeta).
     # arch_name, arch_kwargs, pretrained_cfg and labels are views of it; reset_classifier changes the classes.
     meta: ModelMeta

@@ -105,6 +105,8 @@ FAMILY = Family("densenet3d", arch_names={"densenet": "densenet3d"}, remap_state
 class DenseNet3d(VideoModel):
     """3D DenseNet-BC: 7x7x7 conv0, max pool, four dense blocks with transitions, norm5, ReLU, pool, classifier."""
 
+    dynamic_input_shapes = True  # convolutions, fixed-padding pools and a global average pool: any size
+
     classifier_name = "classifier"
     # The original code's fine-tuning names (model.py's get_module_name drops 'features.'), and the 2020 stem's.
     stage_aliases = {

@@ -84,6 +84,8 @@ class P3DBottleneck(nn.Module):
 
 
 class P3D(VideoModel):
+    dynamic_input_shapes = True  # convolutions, fixed-padding pools, a 2D res5 per time step, a global mean
+
     def __init__(self, layers, num_classes: int = 400, n_input_channels: int = 3, st_struc: str = "ABC",
                  dropout: float = 0.5):
         super().__init__()

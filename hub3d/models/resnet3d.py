@@ -77,6 +77,8 @@ class ResNet3d(VideoModel):
     Other families (wide, ResNeXt, pre-activation, R(2+1)D) reuse this trunk with their blocks or arguments.
     """
 
+    dynamic_input_shapes = True  # convolutions, fixed-padding pools and a global average pool: any size
+
     def __init__(
         self,
         block,

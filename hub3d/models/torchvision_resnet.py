@@ -96,6 +96,8 @@ def r2plus1d_stem(n_input_channels: int = 3) -> nn.Sequential:
 class VideoResNet(VideoModel):
     """torchvision's VideoResNet: stem, four stages of basic blocks (one conv builder per stage), pool, fc."""
 
+    dynamic_input_shapes = True  # convolutions, fixed-padding pools and a global average pool: any size
+
     def __init__(self, conv_makers, layers, stem, n_input_channels: int = 3, num_classes: int = 400):
         super().__init__()
         self.in_planes = 64

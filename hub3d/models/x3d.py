@@ -235,6 +235,8 @@ class EfficientX3d(VideoModel):
     """PyTorchVideo's EfficientX3d (XS / S: the same network): ``s1`` stem, ``s2-s5`` stages, ``head``
     (conv_5, global average, lin_5), ``projection.model``. Logits (head_act "identity", as released)."""
 
+    dynamic_input_shapes = True  # convolutions, fixed-padding pools and AdaptiveAvgPool3d: any size
+
     classifier_name = "projection.model"
     stage_names = ("s1", "s2", "s3", "s4", "s5", "head")
 
