@@ -182,8 +182,10 @@ def classify(videos, topk, per_clip, json_path, probs, plot, **o):
         report_failure(item, error)
     if o["skip_existing"] and not json_path:
         click.echo("note: --skip-existing needs --json to know what is done; classifying everything", err=True)
-@output_errors
-def classify(videos, topk, per_clip, json_path, probs, **o):
+    results = ResultsJson(json_path, {}, resume=o["skip_existing"], per_clip=True, clip_topk=topk,
+                          probs=probs)  # checks the output is writable before the model loads
+    net, runtime = load_runtime(o, "probs")
+    results.meta = _model_meta(net, o)
     if results.done:
         paths = [p for p in paths if p not in results.done]
         if not o["quiet"]:
