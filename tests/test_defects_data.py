@@ -83,13 +83,15 @@ def test_cut_faststart_mp4_is_flagged(model_dir, make_video, tmp_path):
     out = tmp_path / "res.json"
     r = run("classify", whole, cut_short, "-m", model_dir, "--json", out, "-q")
     assert r.exit_code == 1
-    assert f"warning: {cut_short}: incomplete video (the file ends early): decoded 2.68 s of the 10.00 s" in r.stderr
+    # The decoder reports either the end of the data or a decode error there, depending on its threading.
+    warning = next(line for line in r.stderr.splitlines() if line.startswith(f"warning: {cut_short}: incomplete video"))
+    assert "decoded 2.68 s of the 10.00 s" in warning
     assert "--allow-partial" in r.stderr and str(cut_short) in r.stderr.splitlines()[-1]
     res = {v["video"]: v for v in json.loads(out.read_text())["videos"]}
     assert res[str(whole)]["complete"] is True and res[str(whole)]["decoded_seconds"] == pytest.approx(10.0)
     c = res[str(cut_short)]
     assert c["complete"] is False and c["declared_seconds"] == pytest.approx(10.0)
-    assert c["decoded_seconds"] == pytest.approx(2.68) and c["n_clips"] == 9  # 67 frames -> 9 clips of 8
+    assert c["decoded_seconds"] == pytest.approx(2.68, abs=0.05) and c["n_clips"] == 9  # 67 frames -> 9 clips of 8
     r = run("classify", cut_short, "-m", model_dir, "--json", out, "-q", "--allow-partial")
     assert r.exit_code == 0 and "incomplete video" in r.stderr
     # Features: the index carries the flag too.
