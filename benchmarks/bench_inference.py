@@ -159,7 +159,7 @@ def main(argv=None):
         kw = dict(batch_size=args.batch_size, precision=prec, num_workers=args.num_workers, threads=args.model_threads)
         hub3d.classify(model, videos[0], **kw)  # warm-up (oneDNN primitives, autocast caches)
         with RSSPeak() as mem:
-            t, all_t = timed(lambda: hub3d.classify(model, videos, **kw), args.repeats)
+            t, all_t = timed(lambda kw=kw: hub3d.classify(model, videos, **kw), args.repeats)
         e2e[prec] = (t, all_t, mem.peak)
         print(f"end-to-end {prec}: {t:.2f} s, peak RSS {mem.peak / 2**20:.0f} MiB")
 
@@ -179,7 +179,7 @@ def main(argv=None):
         for cl in variants:
             runner = ClipRunner(model, "probs", "cpu", prec, channels_last=cl)
             runner(batches[0])  # warm-up
-            model_t[cl] = timed(lambda: [runner(b) for b in batches], args.repeats)
+            model_t[cl] = timed(lambda runner=runner: [runner(b) for b in batches], args.repeats)
             model.to(memory_format=torch.contiguous_format)
         t_model, all_model = model_t[None]
         t_e2e, all_e2e, peak = e2e[prec]

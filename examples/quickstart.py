@@ -26,7 +26,7 @@ else:
 print(f"video: {video}")
 
 result = hub3d.classify(model, video, topk=3)[0]
-for label, index, prob in result.topk:
+for label, _, prob in result.topk:
     print(f"  {label:<25} {prob:.3f}")
 for (start, end), (t0, t1), probs in zip(result.clip_frames, result.clip_seconds, result.clip_probs):
     print(f"  clip frames [{start}, {end}) {t0:.2f}-{t1:.2f} s: {result.labels[int(np.argmax(probs))]}")

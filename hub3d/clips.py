@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Optional, Sequence, Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -215,5 +216,5 @@ def _clips(path, timed, spec: ClipSpec, preprocess: Preprocess) -> Iterator[Clip
     if not windows:
         warnings.warn(f"{path}: {n} frames, fewer than a clip of {clip_len} frames {step} apart with "
                       f"tail={tail!r}: no clip (tail='loop' would loop-pad it)", stacklevel=3)
-    for k in range(k, len(windows)):
-        yield emit(k, *windows[k])
+    for rest in range(k, len(windows)):
+        yield emit(rest, *windows[rest])

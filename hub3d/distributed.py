@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Union
 
 from .errors import ConfigError, IncompleteError
-from .outputs import write_output
 from .manifest import (
     Manifest,
     sha256_file,
@@ -39,6 +38,7 @@ from .manifest import (
     video_record,
     worker_info,
 )
+from .outputs import write_output
 
 PathLike = Union[str, os.PathLike]
 PLAN_NAME = "manifest.plan.json"

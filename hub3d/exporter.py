@@ -18,8 +18,9 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -307,7 +308,7 @@ class OnnxRunner:
     device = torch.device("cpu")
     training = False  # the engine reads the runner as the model (cfg, labels) and restores its mode after a run
 
-    def train(self, mode: bool = True) -> "OnnxRunner":  # a session has no train mode
+    def train(self, mode: bool = True) -> OnnxRunner:  # a session has no train mode
         return self
 
     def __init__(self, path: PathLike, head: str = "probs", threads: Optional[int] = None, providers=None):
@@ -327,7 +328,7 @@ class OnnxRunner:
             options.intra_op_num_threads = int(threads)
         self.session = ort.InferenceSession(self.path, options, providers=list(providers or ["CPUExecutionProvider"]))
 
-    def with_head(self, head: str) -> "OnnxRunner":
+    def with_head(self, head: str) -> OnnxRunner:
         """The same session, another head."""
         other = object.__new__(OnnxRunner)
         other.__dict__.update(self.__dict__)

@@ -21,16 +21,17 @@ import os
 import queue
 import threading
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
 
 from . import io
 from .clips import Clip, array_clips, estimate_clips, iter_clips  # noqa: F401  (iter_clips is re-exported as hub3d.iter_clips)
-from .specs import ClipSpec, RunSpec, resolve_clip_spec, resolve_device, resolve_precision, resolve_run_spec
 from .errors import VideoError
+from .specs import ClipSpec, RunSpec, resolve_clip_spec, resolve_device, resolve_precision, resolve_run_spec
 from .video import Coverage
 
 PathLike = Union[str, os.PathLike]
@@ -210,7 +211,7 @@ class ClipRunner:
         self._forward = torch.compile(self._eager) if compile else self._eager
 
     @classmethod
-    def for_run(cls, model, head: str, run: RunSpec, layer=None, pool="avg") -> "ClipRunner":
+    def for_run(cls, model, head: str, run: RunSpec, layer=None, pool="avg") -> ClipRunner:
         # batch_size 1: every batch is a single clip, so padding would double the work and change nothing.
         return cls(model, head, run.device, run.precision, run.channels_last,
                    pad_single=None if run.batch_size > 1 else False, compile=run.compile, layer=layer, pool=pool)

@@ -5,7 +5,6 @@ formats), and converts original files into hub3d's cache (hub3d.sources finds th
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
@@ -40,7 +39,6 @@ from .registry import (
     resolve_tag,
     split_model_tag,
 )
-from .specs import resolve_clip_spec
 from .sources import (
     cache_dir,
     cached_sha256,
@@ -51,10 +49,9 @@ from .sources import (
     looks_like_hf_repo,
     original_file_name,
     parse_hf_id,
-    weights_key,
     weights_lock,
 )
-
+from .specs import resolve_clip_spec
 
 # Which release a checkpoint layout comes from, to pick the preprocessing of an unnamed file.
 LAYOUT_RELEASE = {"hara2018": "CVPR 2018", "hara2020": "2020", "state_dict": None}

@@ -13,8 +13,9 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -307,6 +308,5 @@ def write_feature_file(out, results: Sequence[FeatureResult], *, per_video_mean:
     io.write_json(stem + ".index.json", rows)
 
 
-__all__ = ["FeatureFolder", "INDEX_FIELDS", "ResultsJson", "index_entry", "write_feature_file", "write_index"]
 __all__ = ["FeatureFolder", "INDEX_FIELDS", "INDEX_NAME", "ResultsJson", "read_description", "rebuild_index",
            "scan_outputs", "write_feature_file", "write_index", "write_output"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any, Optional
 
@@ -81,7 +81,7 @@ class PretrainedCfg:
         """Source frames between clip starts with the weights' own sampling."""
         return self.clip_stride or self.clip_len * self.frame_step
 
-    def replace(self, **changes) -> "PretrainedCfg":
+    def replace(self, **changes) -> PretrainedCfg:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -92,7 +92,7 @@ class PretrainedCfg:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PretrainedCfg":
+    def from_dict(cls, d: dict) -> PretrainedCfg:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -133,7 +133,7 @@ def parse_label_text(text: str) -> tuple[str, ...]:
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
-@lru_cache(maxsize=None)
+@cache
 def read_label_file(name: str) -> tuple[str, ...]:
     """Read one of the class-name files shipped in hub3d/labels/ (a bare name: nothing else is ever read)."""
     if not packaged_label_file(name):
@@ -186,27 +186,27 @@ class ModelMeta:
         return len(self.labels)
 
     @classmethod
-    def build(cls, arch: str, arch_kwargs: dict, cfg: PretrainedCfg, num_classes: int) -> "ModelMeta":
+    def build(cls, arch: str, arch_kwargs: dict, cfg: PretrainedCfg, num_classes: int) -> ModelMeta:
         """The metadata of a fresh model: the config's labels when it has num_classes classes, else class_i."""
         if num_classes == cfg.num_classes:
             return cls(arch, arch_kwargs, cfg, cfg.class_names())
         return cls._reclassed(arch, arch_kwargs, cfg, num_classes, None, verified=False)
 
     @classmethod
-    def _reclassed(cls, arch, arch_kwargs, cfg, num_classes, labels, verified) -> "ModelMeta":
+    def _reclassed(cls, arch, arch_kwargs, cfg, num_classes, labels, verified) -> ModelMeta:
         if labels is not None and len(labels) != num_classes:
             raise ValueError(f"{len(labels)} labels given for {num_classes} classes")
         cfg = cfg.replace(num_classes=num_classes, labels=None, labels_verified=verified)
         names = list(labels) if labels is not None else [f"class_{i}" for i in range(num_classes)]
         return cls(arch, arch_kwargs, cfg, names)
 
-    def with_classes(self, num_classes: int, labels=None, verified: Optional[bool] = None) -> "ModelMeta":
+    def with_classes(self, num_classes: int, labels=None, verified: Optional[bool] = None) -> ModelMeta:
         """The same model with a new classifier of num_classes (labels: their names, default class_i);
         ``verified`` (default: labels were given) is the new config's labels_verified."""
         verified = labels is not None if verified is None else verified
         return self._reclassed(self.arch, self.arch_kwargs, self.pretrained_cfg, num_classes, labels, verified)
 
-    def replace(self, **changes) -> "ModelMeta":
+    def replace(self, **changes) -> ModelMeta:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -220,7 +220,7 @@ class ModelMeta:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelMeta":
+    def from_dict(cls, d: dict) -> ModelMeta:
         cfg = PretrainedCfg.from_dict(d["pretrained_cfg"])
         labels = d.get("labels")
         if labels is None:

@@ -55,8 +55,8 @@ def render_video(model, video: PathLike, out: PathLike, *, result=None, codec: s
     """
     from PIL import ImageFont
 
-    from .inference import classify
     from .errors import VideoError
+    from .inference import classify
     from .video import iter_frames, probe, write_video
 
     if "fps" in classify_kwargs:

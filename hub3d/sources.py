@@ -22,6 +22,7 @@ Nothing here imports huggingface_hub (or tqdm) until a source needs it.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -473,7 +474,7 @@ def download_url(url: str, dst: PathLike, sha256: Optional[str] = None, progress
             total = have + int(length) if length is not None else None
             try:
                 with open(part, "ab" if have else "wb") as f, _progress(total, have, dst.name, progress) as bar:
-                    for chunk in iter(lambda: response.read(CHUNK), b""):
+                    for chunk in iter(functools.partial(response.read, CHUNK), b""):
                         f.write(chunk)
                         bar.update(len(chunk))
             except (http.client.HTTPException, OSError) as e:

@@ -151,7 +151,7 @@ class ClipSpec:
                             ("crop_size", crop), ("value_scale", float(self.value_scale))):
             object.__setattr__(self, name, value)
 
-    def replace(self, **changes) -> "ClipSpec":
+    def replace(self, **changes) -> ClipSpec:
         return dataclasses.replace(self, **changes)
 
 

@@ -9,7 +9,8 @@ level of PIL's Image.resize(BILINEAR) per pixel (tests/test_transforms.py checks
 """
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
 import numpy as np
 import torch

@@ -13,6 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# The fake Hugging Face Hub + URL host on 127.0.0.1 (fixture fake_hub) for every test file.
+pytest_plugins = ["hf_server"]
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_hub3d_cache(tmp_path_factory):
     """hub3d's cache in a temp folder for the whole session: loading a checkpoint by path converts it into the

@@ -61,7 +61,7 @@ class FakeHub:
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     # lifecycle
-    def start(self) -> "FakeHub":
+    def start(self) -> FakeHub:
         self._thread.start()
         return self
 

@@ -5,12 +5,12 @@ import os
 import pytest
 import torch
 from click.testing import CliRunner
+from original_layouts import save_bare, save_hara2018, save_hara2020
 
 import hub3d
 from hub3d.checkpoint import CheckpointError, UnsafeCheckpointError, read_checkpoint
 from hub3d.cli import main
 from hub3d.loader import stated_model
-from original_layouts import save_bare, save_hara2018, save_hara2020
 
 CLIP = (1, 3, 8, 64, 64)
 

@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import random_frames
 
 import hub3d
 from hub3d import io
 from hub3d.cli import main
-
-from conftest import random_frames
 
 CLIP_LEN = 8
 

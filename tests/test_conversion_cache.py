@@ -4,11 +4,11 @@ import os
 
 import pytest
 import torch
+from original_layouts import save_hara2018, save_hara2020
 
 import hub3d
 from hub3d import loader, sources
 from hub3d.checkpoint import read_checkpoint
-from original_layouts import save_hara2018, save_hara2020
 
 CLIP = (1, 3, 8, 64, 64)
 

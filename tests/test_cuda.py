@@ -8,12 +8,11 @@ import copy
 import numpy as np
 import pytest
 import torch
+from conftest import random_frames
 
 import hub3d
 from hub3d import inference
 from hub3d.specs import resolve_run_spec
-
-from conftest import random_frames
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA device on this machine")

@@ -156,8 +156,8 @@ def test_absurd_sizes_fail_before_allocating(tmp_path, edit, field):
     with pytest.raises(ConfigError) as e:
         hub3d.load(str(directory))
     assert str(config) in str(e.value) and field in str(e.value)
-    code = ("import hub3d\ntry:\n    hub3d.load(%r)\nexcept hub3d.errors.ConfigError as e:\n    print('ERR', e)\n"
-            % str(directory))
+    code = (f"import hub3d\ntry:\n    hub3d.load({str(directory)!r})\nexcept hub3d.errors.ConfigError as e:\n"
+            "    print('ERR', e)\n")
     peak, text = peak_rss_of(code)
     assert "ERR" in text, text
     assert 0 < peak < 1500, f"peak RSS {peak} MB"  # torch alone is ~400 MB; 10^6 classes used to peak at 2.4 GB
@@ -319,8 +319,8 @@ HEAVY = ("av", "huggingface_hub", "safetensors", "torch.utils.flop_counter", "sy
 
 @pytest.mark.parametrize("args", [["--help"], ["list"], ["info", "resnet3d_34"]])
 def test_cli_zoo_commands_import_nothing_heavy(args):
-    code = ("import sys\nfrom hub3d.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
-            "print('HEAVY', [m for m in %r if m in sys.modules])" % (args, HEAVY))
+    code = (f"import sys\nfrom hub3d.cli import main\ntry:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
+            f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
                          env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr

@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import random_frames
 
 import hub3d
 from hub3d import io, outputs
 from hub3d.cli import main
 from hub3d.video import Coverage, iter_frames, timed_frames
-
-from conftest import random_frames
 
 CLIP_LEN = 8
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import dist_helpers
 import pytest
-
-from hub3d.outputs import INDEX_CSV, INDEX_NAME
 import torch
 from click.testing import CliRunner
 from conftest import random_frames
@@ -23,6 +21,7 @@ import hub3d
 from hub3d.cli import main
 from hub3d.distributed import extract_dataset
 from hub3d.manifest import Manifest
+from hub3d.outputs import INDEX_CSV, INDEX_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP_LEN = 8

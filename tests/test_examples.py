@@ -5,9 +5,9 @@ import sys
 from pathlib import Path
 
 import torch
+from original_layouts import save_hara2018
 
 import hub3d
-from original_layouts import save_hara2018
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import random_frames, tiny_kwargs
 
 import hub3d
 from hub3d.cli import main
 from hub3d.exporter import ExportError, OnnxRunner, example_inputs, read_metadata
 from hub3d.inference import ClipRunner
-
-from conftest import random_frames, tiny_kwargs
 
 onnx = pytest.importorskip("onnx", reason="the hub3d[onnx] extra")  # an optional extra, like the feature itself
 pytest.importorskip("onnxruntime", reason="the hub3d[onnx] extra")

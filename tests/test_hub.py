@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from hf_server import TINY, patch_tag, set_offline, tiny_tag_model
+from original_layouts import save_bare, save_hara2018, save_hara2020
 
 import hub3d
 from hub3d import errors, loader, publish, sources
-from hub3d.publish import save_pretrained
 from hub3d.cli import main
 from hub3d.pretrained import DRIVE_2018
-from hf_server import TINY, fake_hub, patch_tag, set_offline, tiny_tag_model  # noqa: F401  (fixture)
-from original_layouts import save_bare, save_hara2018, save_hara2020
+from hub3d.publish import save_pretrained
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 X = torch.randn(1, 3, 4, 32, 32, generator=torch.Generator().manual_seed(1))

@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from hf_server import TINY, patch_tag, tiny_tag_model
+from test_hub import X, hub3d_files, same_weights, url_tag
 
 import hub3d
-from hf_server import TINY, fake_hub, patch_tag, tiny_tag_model  # noqa: F401  (fixture)
-from test_hub import X, hub3d_files, same_weights, url_tag
 
 REPO = str(Path(__file__).resolve().parents[1])
 

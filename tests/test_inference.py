@@ -13,13 +13,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import random_frames
 
 import hub3d
 from hub3d import inference
 from hub3d.transforms import Preprocess
 from hub3d.video import VideoError, read_frames
-
-from conftest import random_frames
 
 CLIP_LEN = 8
 FPS = 10.0

@@ -84,9 +84,9 @@ def test_plot_path_per_video(tmp_path):
 
 def test_cli_plot_flags(make_video, tmp_path):
     from click.testing import CliRunner
+    from conftest import random_frames
 
     from hub3d.cli import main
-    from conftest import random_frames
 
     cfg = hub3d.get_pretrained_cfg("resnet3d_10").replace(crop_size=32, resize=32, clip_len=8, num_classes=4)
     torch.manual_seed(0)

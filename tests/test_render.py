@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 from click.testing import CliRunner
+from conftest import random_frames
 
 import hub3d
 from hub3d.render import draw_label, font_size_for, frame_labels, render_video
 from hub3d.video import probe, read_frames
-
-from conftest import random_frames
 
 
 def tiny(tmp_path=None):
@@ -46,7 +45,7 @@ def test_render_video_keeps_size_rate_and_count(make_video, tmp_path):
     video = make_video(frames=frames, fps=12, name="in.mp4")
     model = tiny()
     out = render_video(model, video, tmp_path / "out" / "labelled.mp4")
-    src, dst = probe(video), probe(out)
+    dst = probe(out)
     assert (dst.width, dst.height) == (128, 96) and abs(dst.fps - 12) < 1e-6
     a, b = read_frames(video).astype(int), read_frames(out).astype(int)
     assert len(b) == len(a) == 20

@@ -12,9 +12,9 @@ import torch
 from safetensors.torch import load_file
 
 import hub3d
+from hub3d.clips import train_indices as temporal_indices
 from hub3d.data import SyntheticMotion, VideoFolder, write_synthetic_videos
 from hub3d.train import MULTISCALE, TrainConfig, Trainer, TrainTransform
-from hub3d.clips import train_indices as temporal_indices
 from hub3d.train.augment import corner_crop_box, hflip_label_map
 from hub3d.train.distributed import state_sha256
 from hub3d.train.engine import video_logits

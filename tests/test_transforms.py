@@ -11,10 +11,15 @@ import torch
 from conftest import random_frames
 from PIL import Image
 
-from hub3d.pretrained import (KINETICS400_MEAN_255, KINETICS700_MEAN, KINETICS700_STD, TORCHVISION_KINETICS_MEAN,
-                              TORCHVISION_KINETICS_STD, PretrainedCfg)
-from hub3d.transforms import (Preprocess, center_crop, crop, hflip, normalize, preprocess_clip, resize,
-                              resize_short_side)
+from hub3d.pretrained import (
+    KINETICS400_MEAN_255,
+    KINETICS700_MEAN,
+    KINETICS700_STD,
+    TORCHVISION_KINETICS_MEAN,
+    TORCHVISION_KINETICS_STD,
+    PretrainedCfg,
+)
+from hub3d.transforms import Preprocess, center_crop, crop, hflip, normalize, preprocess_clip, resize, resize_short_side
 
 CFG_2018 = PretrainedCfg(value_scale=255, mean=KINETICS400_MEAN_255, std=(1, 1, 1), resize=112, crop_size=112)
 CFG_2020 = PretrainedCfg(value_scale=1, mean=KINETICS700_MEAN, std=KINETICS700_STD, resize=112, crop_size=112)

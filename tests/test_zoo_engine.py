@@ -12,10 +12,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import LEVEL_STEP
 
 import hub3d
 from hub3d.inference import ClipRunner
-from conftest import LEVEL_STEP
 
 SMALL = {"resize": 32, "crop_size": 32}
 

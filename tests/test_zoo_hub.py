@@ -11,10 +11,10 @@ import shutil
 
 import pytest
 import torch
+from hf_server import patch_tag, set_offline, tiny_tag_model
 
 import hub3d
 from hub3d import errors, sources
-from hf_server import fake_hub, patch_tag, set_offline, tiny_tag_model  # noqa: F401  (fixture)
 
 # x3d_xs at a few hundred KB: every layer of the original structure, narrower and shallower.
 TINY_X3D = {"width_factor": 0.5, "depth_factor": 0.5, "head_dim": 32}

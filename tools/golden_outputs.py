@@ -20,8 +20,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import hub3d  # noqa: E402
 from original_layouts import save_bare, save_hara2018, save_hara2020  # noqa: E402
+
+import hub3d  # noqa: E402
 
 PYTORCHVIDEO = ("pytorchvideo_resnet", "x3d")  # families released as {"model_state": state_dict}
 HARA_ARCH = {"resnet3d": "resnet", "preact_resnet3d": "preresnet", "wide_resnet3d": "wideresnet",
@@ -61,13 +62,13 @@ def run(pattern: str = "*") -> dict:
         entry = {"digest": digest(model.state_dict()), **out}
         with tempfile.TemporaryDirectory() as tmp:
             family, _, depth = name.rpartition("_")  # 'resnet3d_34'; 'c3d' has no depth
-            layouts = {"bare": lambda p: save_bare(model, p)}
+            layouts = {"bare": lambda p, model=model: save_bare(model, p)}
             if family in HARA_ARCH and depth.isdigit():
                 arch = f"{HARA_ARCH[family]}-{depth}"
-                layouts["hara2018"] = lambda p: save_hara2018(model, p, arch)
-                layouts["hara2020"] = lambda p: save_hara2020(model, p, arch)
+                layouts["hara2018"] = lambda p, model=model, arch=arch: save_hara2018(model, p, arch)
+                layouts["hara2020"] = lambda p, model=model, arch=arch: save_hara2020(model, p, arch)
             if hub3d.registry.model_family(name) in PYTORCHVIDEO:
-                layouts["pytorchvideo"] = lambda p: torch.save({"model_state": model.state_dict()}, p)
+                layouts["pytorchvideo"] = lambda p, model=model: torch.save({"model_state": model.state_dict()}, p)
             for layout, write in layouts.items():
                 path = Path(tmp) / f"{layout}.pth"
                 write(path)

@@ -32,8 +32,7 @@ def main():
 
 
 def _add_commands():
-    from . import demo, hub, predict, train, zoo
-    from . import export, render
+    from . import demo, export, hub, predict, render, train, zoo
 
     for module in (zoo, predict, demo, hub, train, export, render):
         for command in module.COMMANDS:

@@ -19,7 +19,8 @@ import click
 def export(model, pretrained, fmt, clip, dynamic, opset, out, quiet):
     """Export MODEL with outputs (logits, features), a dynamic batch axis, and its preprocessing and labels."""
     from hub3d.errors import ExportError
-    from hub3d.exporter import export as export_model, parse_clip, read_metadata
+    from hub3d.exporter import export as export_model
+    from hub3d.exporter import parse_clip, read_metadata
 
     from .predict import load_model
 

@@ -27,7 +27,7 @@ def push_command(source, repo_id, model_name, tag, private, revision, token, com
         url = push_path(source, repo_id, model_name=model_name, tag=tag, token=token, private=private,
                         revision=revision, commit_message=commit_message)
     except (Hub3dError, ValueError) as e:
-        raise click.ClickException(str(e))
+        raise click.ClickException(str(e)) from None
     click.echo(url)
 
 
@@ -46,7 +46,7 @@ def download_command(model, tag):
             raise ConfigError(f"{model}.{name_tag} names tag {name_tag!r} but --pretrained {tag} was given too")
         path = fetch_weights(model, get_pretrained_cfg(model, name_tag or tag or "default"))
     except (Hub3dError, ValueError) as e:
-        raise click.ClickException(str(e))
+        raise click.ClickException(str(e)) from None
     click.echo(str(path))
 
 

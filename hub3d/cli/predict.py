@@ -358,9 +358,8 @@ def _run_features(net, paths, per_video_mean, failures, o):
 
 
 def _features_to_file(paths, out, per_video_mean, failures, o) -> int:
-    from hub3d.outputs import write_feature_file
-
     from hub3d.io import check_writable
+    from hub3d.outputs import write_feature_file
 
     if o["skip_existing"] and os.path.exists(out):
         click.echo(f"{out} exists; skipped (--skip-existing)", err=True)

@@ -17,8 +17,8 @@ import click
 @click.option("--quiet", "-q", is_flag=True)
 def render(video, out, model, pretrained, clip_len, stride, batch_size, device, quiet):
     """Write VIDEO again with each clip's top label and probability drawn on its frames (size and rate kept)."""
-    from hub3d.render import render_video
     from hub3d.errors import VideoError
+    from hub3d.render import render_video
 
     from .predict import load_model
 

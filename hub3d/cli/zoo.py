@@ -64,7 +64,7 @@ def info_command(model, as_json):
     try:
         info = hub3d.model_info(model)
     except ValueError as e:
-        raise click.ClickException(str(e))
+        raise click.ClickException(str(e)) from None
     tags = {tag: hub3d.get_pretrained_cfg(model, tag).to_dict() for tag in info.tags}
     layers = hub3d.registry.model_layers(model)
     if as_json:
@@ -107,7 +107,7 @@ def convert_command(file, out_dir, model_name, tag):
             out_dir = default_convert_dir(file, model_name, tag)
         path = convert(file, out_dir, model_name=model_name, tag=tag)
     except (Hub3dError, ValueError) as e:
-        raise click.ClickException(str(e))
+        raise click.ClickException(str(e)) from None
     click.echo(f"wrote {path}")
 
 

@@ -1,10 +1,10 @@
 """Datasets for training and evaluation: video folders, Kinetics / UCF-101 / HMDB-51 annotations, plain CSVs,
 and the generated SyntheticMotion. Items are (frames (T, H, W, 3) uint8, label); hub3d.train samples clips."""
 from .datasets import (  # noqa: F401
-    CsvDataset,
     HMDB51,
-    KineticsCsv,
     UCF101,
+    CsvDataset,
+    KineticsCsv,
     VideoDataset,
     VideoFolder,
     build_dataset,

@@ -12,8 +12,9 @@ Deterministic: video i depends only on (seed, i). Rendering is vectorised numpy 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import torch
 from torch import nn
@@ -11,10 +12,10 @@ from torch import nn
 # module-level imports are acyclic: models -> loader/publish -> registry/checkpoint/sources.
 from ..errors import CheckpointError
 from ..loader import load
+from ..pretrained import ModelMeta, PretrainedCfg
 from ..publish import push_to_hub as _push_to_hub
 from ..publish import save_pretrained as _save_pretrained
 from ..sources import HF_PREFIX, looks_like_hf_repo
-from ..pretrained import ModelMeta, PretrainedCfg
 
 
 class VideoModel(nn.Module):

@@ -18,8 +18,9 @@ An original 'arch' string "<prefix>-<depth>" (3D-ResNets-PyTorch saves 'resnet-3
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional
 
 
 def _identity(state_dict: dict) -> dict:

@@ -10,7 +10,8 @@ Randomness comes from an explicit numpy Generator, so a sample is a pure functio
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 import torch
