@@ -319,8 +319,11 @@ HEAVY = ("av", "huggingface_hub", "safetensors", "torch.utils.flop_counter", "sy
 
 @pytest.mark.parametrize("args", [["--help"], ["list"], ["info", "resnet3d_34"]])
 def test_cli_zoo_commands_import_nothing_heavy(args):
+    # `info` also lists the named layers' output shapes, traced on the meta device: torch's symbolic shapes
+    # (sympy, torch._dynamo) come with that trace; the rest stays out.
+    heavy = HEAVY[:4] if args[0] == "info" else HEAVY
     code = (f"import sys\nfrom hub3d.cli import main\ntry:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
-            f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules])")
+            f"print('HEAVY', [m for m in {heavy!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
                          env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr
