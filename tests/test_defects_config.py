@@ -333,7 +333,7 @@ def test_cli_zoo_commands_import_nothing_heavy(args):
 
 
 def test_zoo_table_covers_every_model_and_non_defaults_count_live():
-    from hub3d.models.zoo_stats import ZOO_STATS
+    from hub3d.zoo_stats import ZOO_STATS
 
     assert set(ZOO_STATS) == set(hub3d.list_models()), "run python tools/gen_zoo_stats.py"
     table = hub3d.model_info("resnet3d_34")
@@ -347,7 +347,7 @@ def test_zoo_table_matches_the_live_count():
     sys.path.insert(0, str(ROOT / "tools"))
     from gen_zoo_stats import live_stats
 
-    from hub3d.models.zoo_stats import ZOO_STATS
+    from hub3d.zoo_stats import ZOO_STATS
 
     live = live_stats()
     stale = [n for n in live if ZOO_STATS.get(n) != pytest.approx(live[n])]

@@ -17,6 +17,7 @@ BUILTIN_BASES = {
     "DownloadError": OSError,
     "IncompleteError": RuntimeError,
     "OutputError": OSError,
+    "ExportError": RuntimeError,
 }
 
 

@@ -16,11 +16,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hub3d"
 ALLOWED = {
     "hub3d.errors": set(),
     "hub3d.version": set(),
-    "hub3d.registry": {"hub3d.errors", "hub3d.pretrained"},
+    "hub3d.registry": {"hub3d.errors", "hub3d.pretrained", "hub3d.zoo_stats"},
     "hub3d.checkpoint": {"hub3d.errors", "hub3d.io", "hub3d.version"},
     "hub3d.sources": {"hub3d.checkpoint", "hub3d.errors", "hub3d.io", "hub3d.pretrained",
                       "hub3d.version"},  # io: the atomic write of the hash index
-    "hub3d.loader": {"hub3d.checkpoint", "hub3d.errors", "hub3d.pretrained", "hub3d.registry", "hub3d.sources"},
+    "hub3d.loader": {"hub3d.checkpoint", "hub3d.errors", "hub3d.io", "hub3d.pretrained", "hub3d.registry", "hub3d.sources",
+                     "hub3d.specs"},
     "hub3d.publish": {"hub3d.checkpoint", "hub3d.errors", "hub3d.loader", "hub3d.pretrained", "hub3d.registry",
                       "hub3d.sources"},
 }

@@ -1,4 +1,4 @@
-"""Write hub3d/models/zoo_stats.py: params, GFLOPs, feature dim and input channels of every registered model
+"""Write hub3d/zoo_stats.py: params, GFLOPs, feature dim and input channels of every registered model
 at its defaults (counted on the meta device), the table `hub3d list` / `hub3d info` print without building
 anything. Run after adding or changing a model; tests/test_defects_config.py checks the table is current.
 
@@ -28,7 +28,7 @@ def live_stats() -> dict:
 
 def main() -> None:
     text = HEADER + "ZOO_STATS = " + pprint.pformat(live_stats(), width=118, sort_dicts=True) + "\n"
-    path = ROOT / "hub3d" / "models" / "zoo_stats.py"
+    path = ROOT / "hub3d" / "zoo_stats.py"
     path.write_text(text)
     print(f"wrote {path}")
 
