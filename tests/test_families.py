@@ -110,7 +110,9 @@ def test_every_parameter_gets_a_gradient(name):
     torch.manual_seed(0)
     model = hub3d.create_model(name, num_classes=3, **tiny_kwargs(name)).train()
     channels = model.arch_kwargs.get("n_input_channels", 3)
-    x = torch.randn(2, channels, 16, 32, 32)  # DenseNet: 3 transitions halve T
+    size = 112 if name == "c3d" else 32  # C3D's fc6 fixes its input; DenseNet's 3 transitions need 16 frames
+    x = model.example_input(2, 16, size, channels)  # SlowFast: a [slow, fast] list
+    x = [torch.randn_like(t) for t in x] if isinstance(x, list) else torch.randn_like(x)
     model(x).square().mean().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing, missing
