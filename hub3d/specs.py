@@ -130,8 +130,10 @@ class ClipSpec:
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
         mean, std = tuple(float(m) for m in self.mean), tuple(float(s) for s in self.std)
-        if len(mean) != 3 or len(std) != 3 or any(not s > 0 for s in std):
-            raise ValueError(f"mean and std need 3 values (std > 0), got mean={mean} std={std}")
+        # One value per input channel: 3 for RGB frames, 2 for optical flow (x, y: I3D's flow stream).
+        if len(mean) not in (2, 3) or len(std) != len(mean) or any(not s > 0 for s in std):
+            raise ValueError(f"mean and std need one value per channel (3 for RGB, 2 for flow; std > 0), "
+                             f"got mean={mean} std={std}")
         if not self.value_scale > 0:
             raise ValueError(f"value_scale must be > 0, got {self.value_scale}")
         resize, crop = _pair(self.resize, "resize"), _pair(self.crop_size, "crop_size")
