@@ -155,6 +155,17 @@ class ResNet3d(VideoModel):
 # The family: what a checkpoint of Hara's ResNet trunk says about its architecture.
 
 
+def independent_stem_kwargs(state_dict: dict, stem_planes: int = 64) -> dict:
+    """The plain ResNet's arguments for trunks whose stem width does not follow the stages (Wide, ResNeXt):
+    conv1's width becomes stem_planes instead of a widen factor (the family reads its own width after)."""
+    kwargs = infer_arch_kwargs(state_dict)
+    kwargs.pop("widen_factor", None)
+    stem = state_dict.get("conv1.weight")
+    if stem is not None and stem.shape[0] != stem_planes:
+        kwargs["stem_planes"] = stem.shape[0]
+    return kwargs
+
+
 def infer_arch_kwargs(state_dict: dict) -> dict:
     """Architecture arguments a state dict determines by itself (classes, input channels, shortcut, stem, groups)."""
     kwargs = classifier_classes(state_dict, "fc.weight")

@@ -8,8 +8,15 @@ from __future__ import annotations
 from ..registry import register_model
 from .cfgs import RANDOM_CFG, hara2018_cfg
 from .family import Family
-from .resnet3d import Bottleneck, ResNet3d, expansion_of, is_grouped, is_hara_trunk, shortcut_hint
-from .resnet3d import infer_arch_kwargs as resnet_arch_kwargs
+from .resnet3d import (
+    Bottleneck,
+    ResNet3d,
+    expansion_of,
+    independent_stem_kwargs,
+    is_grouped,
+    is_hara_trunk,
+    shortcut_hint,
+)
 
 RESNEXT_INPLANES = (128, 256, 512, 1024)
 STEM_PLANES = 64  # the 2018 code's conv1; the 2020 code's is RESNEXT_INPLANES[0] (told from the checkpoint)
@@ -25,11 +32,7 @@ def _resnext3d(layers, cardinality: int = 32, **kwargs):
 def infer_arch_kwargs(state_dict: dict) -> dict:
     """As the plain ResNet's, but the stem and the stage widths are independent: conv1 gives stem_planes and
     layer1's output (2 x 128 x widen_factor) the widen factor."""
-    kwargs = resnet_arch_kwargs(state_dict)
-    kwargs.pop("widen_factor", None)
-    stem = state_dict.get("conv1.weight")
-    if stem is not None and stem.shape[0] != STEM_PLANES:
-        kwargs["stem_planes"] = stem.shape[0]
+    kwargs = independent_stem_kwargs(state_dict, STEM_PLANES)
     out = state_dict.get("layer1.0.conv3.weight")
     if out is not None and out.shape[0] != 2 * RESNEXT_INPLANES[0]:
         kwargs["widen_factor"] = out.shape[0] / (2 * RESNEXT_INPLANES[0])

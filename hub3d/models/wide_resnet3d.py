@@ -9,19 +9,23 @@ from __future__ import annotations
 from ..registry import register_model
 from .cfgs import hara2018_cfg
 from .family import Family
-from .resnet3d import BLOCK_INPLANES, Bottleneck, ResNet3d, expansion_of, is_grouped, is_hara_trunk, shortcut_hint
-from .resnet3d import infer_arch_kwargs as resnet_arch_kwargs
+from .resnet3d import (
+    BLOCK_INPLANES,
+    Bottleneck,
+    ResNet3d,
+    expansion_of,
+    independent_stem_kwargs,
+    is_grouped,
+    is_hara_trunk,
+    shortcut_hint,
+)
 
 STEM_PLANES = 64  # the 2018 code's conv1; the 2020 code widens it too (64k, told from the checkpoint)
 
 
 def infer_arch_kwargs(state_dict: dict) -> dict:
     """As the plain ResNet's, but conv1 gives stem_planes and layer1's middle width (64k) gives k."""
-    kwargs = resnet_arch_kwargs(state_dict)
-    kwargs.pop("widen_factor", None)
-    stem = state_dict.get("conv1.weight")
-    if stem is not None and stem.shape[0] != STEM_PLANES:
-        kwargs["stem_planes"] = stem.shape[0]
+    kwargs = independent_stem_kwargs(state_dict, STEM_PLANES)
     mid = state_dict.get("layer1.0.conv1.weight")
     if mid is not None and mid.shape[0] != 2 * BLOCK_INPLANES[0]:
         kwargs["k"] = mid.shape[0] // BLOCK_INPLANES[0]
