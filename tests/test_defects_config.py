@@ -136,7 +136,9 @@ def test_hub_downloads_only_the_known_files():
 # ------------------------------------------------------------------------------- 2. sizes checked first
 def peak_rss_of(code: str) -> tuple[int, str]:
     """Run code in a fresh interpreter; (its peak RSS in MB, its stdout+stderr)."""
-    wrapped = code + "\nimport resource; print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)"
+    # VmHWM is this process's own high-water mark; ru_maxrss would carry over the forking parent's RSS.
+    wrapped = code + ("\nprint('PEAK', next(int(line.split()[1]) // 1024 for line in open('/proc/self/status')"
+                      " if line.startswith('VmHWM')))")
     out = subprocess.run([sys.executable, "-c", wrapped], capture_output=True, text=True, timeout=300,
                          env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
     text = out.stdout + out.stderr
