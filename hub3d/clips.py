@@ -12,8 +12,10 @@ span = clip_len * frame_step source frames per full clip: start = 0, stride, 2 *
   1-based starts range(1, n - clip_len + 1, clip_len)): like "drop", and also drops a full last window that
   ends on the last frame (so a 32-frame video gives 1 clip of 16, a 16-frame one none).
 Training samples one random window per video (``train_indices``), with the same loop padding.
+Flow models (ClipSpec.modality "flow") read stored x/y flow folders as they are, and get TV-L1 flow computed
+from any other video (hub3d.flow): N frames give N - 1 flow frames, and windows count flow frames.
 
-May import: numpy, torch, hub3d.specs, hub3d.transforms, hub3d.video, hub3d.pretrained.
+May import: numpy, torch, hub3d.specs, hub3d.transforms, hub3d.video, hub3d.flow, hub3d.pretrained.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from . import video
+from . import flow, video
 from .specs import TAILS, ClipSpec, resolve_cfg, resolve_clip_spec  # noqa: F401  (re-exported names)
 from .transforms import Preprocess, normalize
 
@@ -36,7 +38,7 @@ ClipInput = Union[torch.Tensor, list]  # (3, T, H, W), or [slow, fast] for two-p
 @dataclass
 class Clip:
     video: str  # the source path (or the name of an in-memory video)
-    clip: ClipInput  # float32 (3, T, H, W) preprocessed for the model; [slow, fast] with pathway_alpha
+    clip: ClipInput  # float32 (C, T, H, W) preprocessed for the model; [slow, fast] with pathway_alpha
     frames: tuple  # (start, end): source frames [start, end) the clip spans, 0-based in the decoded sequence
     seconds: tuple  # (start_s, end_s): time of the first frame, time of the last frame in range + 1 / fps
     index: int  # clip number within its video, from 0
@@ -85,9 +87,11 @@ def estimate_clips(path, spec: ClipSpec) -> Optional[int]:
         return None  # a range: the header's length does not say
     try:
         n = video.declared_frames(path, spec.fps, spec.source_fps)
+        if n is not None and spec.modality == "flow" and not _stored_flow(path):
+            n -= 1  # computed flow: one frame per pair of frames
     except (video.VideoError, OSError):
         return None
-    return None if n is None else count_clips(n, spec.clip_len, spec.stride, spec.tail, spec.frame_step)
+    return None if not n or n < 0 else count_clips(n, spec.clip_len, spec.stride, spec.tail, spec.frame_step)
 
 
 def loop_indices(start: int, end: int, clip_len: int, frame_step: int = 1) -> list[int]:
@@ -150,20 +154,42 @@ def iter_clips(
         yield from spec_clips(os.fspath(path), spec, coverage)
 
 
-def spec_clips(path: str, spec: ClipSpec, coverage: Optional[video.Coverage] = None) -> Iterator[Clip]:
-    """The clips of one video file or frame folder under a resolved ClipSpec (coverage: see video.Coverage)."""
+def _stored_flow(path) -> bool:
+    return os.path.isdir(path) and video.flow_pairs(path) is not None
+
+
+def spec_clips(path: str, spec: ClipSpec, coverage: Optional[video.Coverage] = None,
+               flow_progress=None) -> Iterator[Clip]:
+    """The clips of one video file or frame folder under a resolved ClipSpec (coverage: see video.Coverage).
+    A flow spec reads a stored flow folder, or computes TV-L1 flow from the frames (flow_progress: a tqdm-like
+    bar advanced per flow frame)."""
+    stored = _stored_flow(path)
+    if stored and spec.modality != "flow":
+        raise video.VideoError(path, "holds optical-flow frames (x/y image pairs): a flow model such as i3d_flow "
+                                     "reads them, not an RGB one")
     timed = video.timed_frames(path, fps=spec.fps, start=spec.start, end=spec.end, source_fps=spec.source_fps,
                                coverage=coverage)
-    yield from _clips(path, timed, spec, Preprocess(spec))
+    yield from _clips(path, _as_modality(timed, spec, stored, flow_progress), spec, Preprocess(spec))
+
+
+def _as_modality(timed, spec: ClipSpec, is_flow: bool, flow_progress=None):
+    """Decoded frames as the spec's modality: RGB frames become TV-L1 flow frames for a flow spec."""
+    if spec.modality == "flow" and not is_flow:
+        return flow.flow_frames(timed, resize=spec.resize, interpolation=spec.interpolation, progress=flow_progress)
+    return timed
 
 
 def array_clips(frames, spec: ClipSpec, name: str = "<frames>", fps: float = 25.0) -> Iterator[Clip]:
-    """The clips of an in-memory video: uint8 (T, H, W, 3) frames (numpy or torch), at ``fps`` for seconds."""
+    """The clips of an in-memory video: uint8 (T, H, W, 3) frames (numpy or torch), at ``fps`` for seconds; for a
+    flow spec, RGB frames (flow computed) or flow frames (T, H, W, 2) on hub3d.flow's 0-255 scale."""
     from .transforms import as_frames
 
     frames = as_frames(frames)
+    is_flow = frames.shape[-1] == 2
+    if is_flow and spec.modality != "flow":
+        raise ValueError(f"{name}: (T, H, W, 2) flow frames, but the model takes RGB frames (T, H, W, 3)")
     timed = ((i / fps, frames[i].numpy(), 1 / fps) for i in range(len(frames)))
-    yield from _clips(name, timed, spec, Preprocess(spec))
+    yield from _clips(name, _as_modality(timed, spec, is_flow), spec, Preprocess(spec))
 
 
 def _clips(path, timed, spec: ClipSpec, preprocess: Preprocess) -> Iterator[Clip]:

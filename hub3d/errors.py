@@ -74,6 +74,18 @@ class OutputError(Hub3dError, OSError):
 
     def __reduce__(self):
         return type(self), (self.path, self.reason, self.errno)
+class MissingExtraError(Hub3dError, ImportError):
+    """An optional feature whose packages are not installed; the message names the pip extra that installs them."""
+
+    def __init__(self, extra: str, what: str, cause: str = ""):
+        self.extra, self.what, self.cause = extra, what, cause
+        because = f" ({cause})" if cause else ""
+        super().__init__(f"{what} needs the optional extra {extra!r}: pip install 'hub3d[{extra}]'{because}")
+
+    def __reduce__(self):
+        return type(self), (self.extra, self.what, self.cause)
+
+
 class ExportError(Hub3dError, RuntimeError):
     """A model that cannot be exported in the asked format (the message says why), or an unusable exported file."""
 
@@ -90,4 +102,5 @@ __all__ = [
     "IncompleteError",
     "OutputError",
     "ExportError",
+    "MissingExtraError",
 ]

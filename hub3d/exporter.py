@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ExportError
+from .errors import ExportError, MissingExtraError
 from .pretrained import PretrainedCfg
 
 PathLike = Union[str, os.PathLike]
@@ -43,7 +43,7 @@ def _need(module: str, extra: str):
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise ImportError(f"{module} is needed for this; install it with: pip install 'hub3d[{extra}]'") from e
+        raise MissingExtraError(extra, f"{module}: export and the onnxruntime runner", str(e)) from e
 
 
 # ------------------------------------------------------------------------------------------------ inputs

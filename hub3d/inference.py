@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from . import io
-from .clips import Clip, array_clips, estimate_clips, iter_clips  # noqa: F401  (iter_clips is re-exported as hub3d.iter_clips)
+from .clips import Clip, array_clips, estimate_clips, iter_clips, spec_clips  # noqa: F401  (iter_clips: hub3d.iter_clips)
 from .errors import VideoError
 from .specs import ClipSpec, RunSpec, resolve_clip_spec, resolve_device, resolve_precision, resolve_run_spec
-from .video import Coverage
+from .video import Coverage, declared_frames, flow_pairs
 
 PathLike = Union[str, os.PathLike]
 # One video for the engine: a file or frame folder, uint8 frames (T, H, W, 3) in memory, or a zero-argument
@@ -302,10 +302,11 @@ def video_name(item, i: int) -> str:
     return str(getattr(item, "name", None) or f"<frames {i}>")
 
 
-def video_clips(item, spec: ClipSpec, name: str, coverage=None) -> Iterator[Clip]:
-    """The clips of one engine input (see VideoInput); coverage: a video.Coverage filled in for files."""
+def video_clips(item, spec: ClipSpec, name: str, coverage=None, flow_progress=None) -> Iterator[Clip]:
+    """The clips of one engine input (see VideoInput); coverage: a video.Coverage filled in for files;
+    flow_progress: a tqdm-like bar for the TV-L1 flow frames a flow spec computes."""
     if isinstance(item, (str, os.PathLike)):
-        return iter_clips(item, spec, coverage=coverage)
+        return spec_clips(os.fspath(item), spec, coverage, flow_progress)
     frames = item() if callable(item) else item
     return array_clips(frames, spec, name)
 
@@ -316,8 +317,9 @@ _END, _CLIP, _ERROR = "end", "clip", "error"
 class _Producer:
     """Worker threads that turn videos into clips, in a bounded queue of (kind, video index, payload)."""
 
-    def __init__(self, videos, spec: ClipSpec, num_workers, queue_size, names=None):
+    def __init__(self, videos, spec: ClipSpec, num_workers, queue_size, names=None, flow_bar=None):
         self.videos = videos
+        self.flow_bar = flow_bar
         self.names = names or [video_name(v, i) for i, v in enumerate(videos)]
         self.spec = spec
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -356,7 +358,7 @@ class _Producer:
                 n = 0
                 self.coverage[idx] = coverage = Coverage()
                 try:
-                    for clip in video_clips(self.videos[idx], self.spec, name, coverage):
+                    for clip in video_clips(self.videos[idx], self.spec, name, coverage, self.flow_bar):
                         if not self._put((_CLIP, idx, clip)):
                             return
                         n += 1
@@ -412,12 +414,13 @@ def run_clips(
     names = [video_name(v, i) for i, v in enumerate(videos)]
     batch_size = run.batch_size
     workers = max(1, min(run.num_workers, len(videos)))
-    producer = _Producer(videos, spec, workers, queue_size=2 * batch_size, names=names)
+    bar, clip_bar = _progress_bar(progress, videos, spec)
+    flow_bar = _flow_bar(progress, videos, spec)
+    producer = _Producer(videos, spec, workers, queue_size=2 * batch_size, names=names, flow_bar=flow_bar)
     jobs = {i: _Job() for i in range(len(videos))}
     done: dict[int, Any] = {}
     next_out = 0
     batch: list[tuple[int, Clip]] = []
-    bar, clip_bar = _progress_bar(progress, videos, spec)
     pin = torch.device(runner.device).type == "cuda"
 
     def run_batch():
@@ -491,8 +494,9 @@ def run_clips(
     finally:
         producer.close()
         torch.set_num_threads(torch_threads)
-        if bar is not None:
-            bar.close()
+        for b in (bar, flow_bar):
+            if b is not None:
+                b.close()
     assert next_out == len(videos), "internal error: some videos were never finished"
 
 
@@ -533,6 +537,31 @@ def _progress_bar(progress, videos, spec: ClipSpec):
     if None in counts:
         return tqdm(total=n_videos, unit="video", desc=desc, dynamic_ncols=True), False
     return tqdm(total=sum(counts), unit="clip", desc=desc, dynamic_ncols=True), True
+
+
+def _flow_bar(progress, videos, spec: ClipSpec):
+    """A second bar, in frames, when a flow spec computes TV-L1 flow (seconds per frame on a CPU: the clip bar
+    alone would sit still for minutes). Only with progress=True; its total comes from the headers when they say."""
+    if progress is not True or spec.modality != "flow":
+        return None
+    from tqdm.auto import tqdm
+
+    counts: list[Optional[int]] = []  # flow frames to compute per video; None: unknown
+    for v in videos[:MAX_PROBED]:
+        try:
+            if not isinstance(v, (str, os.PathLike)):
+                counts.append(None)
+            elif os.path.isdir(v) and flow_pairs(v) is not None:
+                counts.append(0)  # stored flow: nothing to compute
+            else:
+                n = declared_frames(v, spec.fps, spec.source_fps)
+                counts.append(None if n is None else max(n - 1, 0))
+        except (VideoError, OSError):
+            counts.append(None)
+    if counts and all(c == 0 for c in counts) and len(videos) <= MAX_PROBED:
+        return None
+    known = None not in counts and len(videos) <= MAX_PROBED and spec.start is None and spec.end is None
+    return tqdm(total=sum(counts) if known else None, unit="frame", desc="TV-L1 flow", dynamic_ncols=True)
 
 
 # ---------------------------------------------------------------------------------------------- public
@@ -648,6 +677,50 @@ def iter_extract_features(model: torch.nn.Module, videos, *, per_video_mean: boo
                             **_coverage_of(item[1]))
 
 
+def fuse_two_stream(rgb: VideoResult, flow: VideoResult, topk: int = 5) -> VideoResult:
+    """One video's two-stream result (I3D: "trained separately, predictions averaged at test time"): each clip's
+    RGB and flow softmax averaged, then the clips averaged as for one stream.
+
+    Flow has one frame less than the video (a pair of frames per flow frame), so the last window may exist in
+    one stream only: such a clip keeps that stream's softmax. Clip frames and seconds are the RGB stream's."""
+    if rgb.clip_probs.shape[1] != flow.clip_probs.shape[1]:
+        raise ValueError(f"{rgb.video}: the RGB model has {rgb.clip_probs.shape[1]} classes, the flow model "
+                         f"{flow.clip_probs.shape[1]}: two streams must share their classes")
+    n = min(rgb.n_clips, flow.n_clips)
+    longer = rgb if rgb.n_clips >= flow.n_clips else flow
+    clip_probs = np.concatenate([(rgb.clip_probs[:n] + flow.clip_probs[:n]) / 2, longer.clip_probs[n:]])
+    probs = clip_probs.mean(axis=0)
+    return VideoResult(rgb.video, probs, _topk(probs, rgb.labels, topk), clip_probs, longer.clip_frames,
+                       longer.clip_seconds, rgb.labels, complete=rgb.complete and flow.complete,
+                       decoded_seconds=rgb.decoded_seconds, declared_seconds=rgb.declared_seconds)
+
+
+def iter_classify_two_stream(rgb_model: torch.nn.Module, flow_model: torch.nn.Module, videos, *, topk: int = 5,
+                             **engine) -> Iterator[Union[VideoResult, FailedVideo]]:
+    """:func:`iter_classify` with two models: an RGB one and a flow one (e.g. ``i3d`` and ``i3d_flow``), fused by
+    :func:`fuse_two_stream`. Each stream samples clips as its own weights say; the flow stream computes TV-L1
+    flow from the videos (or reads stored x/y flow folders given instead: then pass the same list to both, or
+    use the engines separately). Engine keywords as :func:`classify`; a video failing in either stream fails."""
+    videos = _normalise_videos(videos)
+    threads = torch.get_num_threads()  # each engine restores what it found: the two interleave
+    rgb_stream = iter_classify(rgb_model, videos, topk=topk, **engine)
+    flow_stream = iter_classify(flow_model, videos, topk=topk, **engine)
+    try:
+        for rgb, flow in zip(rgb_stream, flow_stream):
+            failed = next((r for r in (rgb, flow) if isinstance(r, FailedVideo)), None)
+            yield failed if failed is not None else fuse_two_stream(rgb, flow, topk)
+    finally:
+        rgb_stream.close()
+        flow_stream.close()
+        torch.set_num_threads(threads)
+
+
+def classify_two_stream(rgb_model: torch.nn.Module, flow_model: torch.nn.Module, videos, *, topk: int = 5,
+                        **engine) -> list[VideoResult]:
+    """Two-stream classification (RGB + flow, see :func:`iter_classify_two_stream`): a list of VideoResult."""
+    return _collect(iter_classify_two_stream(rgb_model, flow_model, videos, topk=topk, **engine))
+
+
 def _coverage_of(outputs) -> dict:
     return outputs.coverage_fields() if isinstance(outputs, _Outputs) else {}
 
@@ -716,7 +789,10 @@ __all__ = [
     "classify",
     "collate",
     "extract_features",
+    "classify_two_stream",
+    "fuse_two_stream",
     "iter_classify",
+    "iter_classify_two_stream",
     "iter_clips",
     "iter_extract_features",
     "iter_outputs",

@@ -12,6 +12,8 @@ from typing import Union
 
 import numpy as np
 
+from .errors import MissingExtraError
+
 PathLike = Union[str, os.PathLike]
 FORMATS = (".png", ".svg", ".pdf")
 
@@ -20,7 +22,7 @@ def _figure(size):
     try:
         from matplotlib.figure import Figure
     except ImportError as e:
-        raise ImportError("plots need matplotlib; install it with: pip install 'hub3d[plot]'") from e
+        raise MissingExtraError("plot", "plots (matplotlib)", str(e)) from e
     return Figure(figsize=size, dpi=100, layout="constrained")
 
 

@@ -61,6 +61,7 @@ class PretrainedCfg:
     channel_order: str = "RGB"  # "BGR": Caffe-derived weights; mean/std are then in BGR order too
     mean_array: Optional[str] = None  # a .npy (3, T, H, W) in resized-frame space, cropped with the frames
     pathway_alpha: Optional[int] = None  # SlowFast: the clip becomes [slow (T // alpha frames), fast (T)]
+    modality: str = "rgb"  # "flow": (x, y) optical-flow frames (hub3d.flow), e.g. I3D's flow stream
 
     # Provenance.
     dataset: Optional[str] = None

@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, MissingExtraError
 
 MAX_BLOCKS = 20_000  # input blocks (one video each up to this): more only burdens Ray's scheduler
 ROW_KEYS = ("vid", "index", "last", "frames", "seconds", "error", "started")
@@ -23,7 +23,7 @@ def require_ray():
         import ray
         import ray.data
     except ImportError as e:
-        raise ImportError(f'hub3d --ray needs Ray Data: pip install "hub3d[ray]" (or "ray[data]") ({e})') from None
+        raise MissingExtraError("ray", "hub3d --ray (Ray Data)", str(e)) from None
     return ray
 
 

@@ -21,6 +21,7 @@ import torch
 from .pretrained import PretrainedCfg
 
 TAILS = ("loop", "drop", "2017")
+MODALITIES = {"rgb": 3, "flow": 2}  # what a model takes -> channels per frame (flow: x, y)
 CHANNEL_ORDERS = ("RGB", "BGR")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")  # PIL's BILINEAR, BICUBIC (antialiased), NEAREST
 MAX_CLIP_LEN = 10_000  # no model takes more; a larger value is a typo (seconds for frames, ...)
@@ -87,6 +88,8 @@ class ClipSpec:
     ``x = frame / 255 * value_scale``, ``x - mean_array[:, t]`` (when given; t = position in the clip),
     ``(x - mean) / std`` per channel (mean/std in the model's channel order). ``pathway_alpha``: the clip
     becomes [slow, fast], slow = the T // alpha frames at linspace(0, T - 1, T // alpha), fast = all T.
+    ``modality`` "flow": the frames are (x, y) optical flow (stored flow folders, or TV-L1 computed from the
+    video's frames after the resize: hub3d.flow), two channels, so mean / std have two values.
     """
 
     clip_len: int = 16
@@ -106,6 +109,12 @@ class ClipSpec:
     crop_size: Any = 112
     interpolation: str = "bilinear"
     pathway_alpha: Optional[int] = None
+    modality: str = "rgb"
+
+    @property
+    def channels(self) -> int:
+        """Channels per frame the model takes: 3 (RGB) or 2 (flow x, y)."""
+        return MODALITIES[self.modality]
 
     @property
     def span(self) -> int:
@@ -129,11 +138,15 @@ class ClipSpec:
             raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}, got {self.channel_order!r}")
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
+        if self.modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {tuple(MODALITIES)}, got {self.modality!r}")
+        if self.modality == "flow" and self.channel_order != "RGB":
+            raise ValueError("channel_order applies to RGB frames; flow frames are (x, y)")
         mean, std = tuple(float(m) for m in self.mean), tuple(float(s) for s in self.std)
-        # One value per input channel: 3 for RGB frames, 2 for optical flow (x, y: I3D's flow stream).
-        if len(mean) not in (2, 3) or len(std) != len(mean) or any(not s > 0 for s in std):
-            raise ValueError(f"mean and std need one value per channel (3 for RGB, 2 for flow; std > 0), "
-                             f"got mean={mean} std={std}")
+        channels = MODALITIES[self.modality]
+        if len(mean) != channels or len(std) != channels or any(not s > 0 for s in std):
+            raise ValueError(f"mean and std need one value per channel ({channels} for {self.modality} frames; "
+                             f"std > 0), got mean={mean} std={std}")
         if not self.value_scale > 0:
             raise ValueError(f"value_scale must be > 0, got {self.value_scale}")
         resize, crop = _pair(self.resize, "resize"), _pair(self.crop_size, "crop_size")
@@ -160,7 +173,7 @@ class ClipSpec:
 CLIP_FIELDS = tuple(f.name for f in dataclasses.fields(ClipSpec))
 # ClipSpec fields that come from the weights' PretrainedCfg (the rest are the user's choices).
 _FROM_CFG = ("clip_len", "frame_step", "fps", "value_scale", "channel_order", "mean", "std", "mean_array",
-             "resize", "crop_size", "interpolation", "pathway_alpha")
+             "resize", "crop_size", "interpolation", "pathway_alpha", "modality")
 
 
 def resolve_cfg(cfg_or_model) -> PretrainedCfg:
@@ -177,7 +190,7 @@ def resolve_clip_spec(cfg_or_model, **overrides) -> ClipSpec:
     """The ClipSpec of a PretrainedCfg (or a model / ClipSpec) with the user's overrides (None = default).
 
     Overrides are ClipSpec fields (clip_len, frame_step, stride, tail, fps, start, end, source_fps, value_scale,
-    channel_order, mean, std, mean_array, resize, crop_size, interpolation, pathway_alpha). The stride default:
+    channel_order, mean, std, mean_array, resize, crop_size, interpolation, pathway_alpha, modality). The stride default:
     the weights' clip_stride when the sampling is the weights' own, else one span (non-overlapping clips).
     ``fps``: None keeps the video's rate; "model" resamples to the rate the weights were trained at (cfg.fps).
     """
@@ -297,5 +310,5 @@ def resolve_run_spec(model: Optional[torch.nn.Module] = None, *, device=None, pr
                    compile=bool(compile))
 
 
-__all__ = ["AUTO_PRECISION", "CHANNEL_ORDERS", "ClipSpec", "PRECISIONS", "RunSpec", "TAILS", "best_device",
+__all__ = ["AUTO_PRECISION", "CHANNEL_ORDERS", "ClipSpec", "MODALITIES", "PRECISIONS", "RunSpec", "TAILS", "best_device",
            "load_mean_array", "resolve_clip_spec", "resolve_cfg", "resolve_device", "resolve_precision", "resolve_run_spec"]

@@ -2,7 +2,8 @@
 
 Layout: frames are (T, H, W, 3) uint8 RGB (what the decoder gives; a single (H, W, 3) frame is accepted
 too), numpy arrays or torch tensors. resize / crop keep that layout and dtype; `normalize` turns them into
-the model's float32 (3, T, H, W).
+the model's float32 (3, T, H, W). Optical flow frames (hub3d.flow) are (T, H, W, 2), uint8 as stored or
+float32 as computed, on the same 0-255 scale.
 
 Resizing is bilinear with antialiasing on uint8 (torch's uint8 path, which rounds like PIL): within 1 gray
 level of PIL's Image.resize(BILINEAR) per pixel (tests/test_transforms.py checks it).
@@ -22,7 +23,8 @@ Size = Union[int, Sequence[int]]
 
 
 def as_frames(frames) -> torch.Tensor:
-    """(T, H, W, 3) or (H, W, 3) uint8 array/tensor -> (T, H, W, 3) uint8 tensor (no copy when possible)."""
+    """(T, H, W, C) or (H, W, C) array/tensor -> (T, H, W, C) tensor (no copy when possible): C = 3 uint8 RGB, or
+    C = 2 optical flow (x, y), uint8 or float32 (hub3d.flow's 0-255 encoding)."""
     if isinstance(frames, np.ndarray):
         # torch cannot wrap read-only arrays (np.asarray(PIL image)) safely: copy those.
         frames = torch.from_numpy(np.ascontiguousarray(frames) if frames.flags.writeable else frames.copy())
@@ -30,10 +32,10 @@ def as_frames(frames) -> torch.Tensor:
         raise TypeError(f"frames must be a numpy array or a torch tensor, got {type(frames).__name__}")
     if frames.ndim == 3:
         frames = frames.unsqueeze(0)
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must be (T, H, W, 3) (channels last), got shape {tuple(frames.shape)}")
-    if frames.dtype != torch.uint8:
-        raise ValueError(f"frames must be uint8, got {frames.dtype}")
+    if frames.ndim != 4 or frames.shape[-1] not in (2, 3):
+        raise ValueError(f"frames must be (T, H, W, 3) (channels last; 2 for flow), got shape {tuple(frames.shape)}")
+    if frames.dtype != torch.uint8 and not (frames.shape[-1] == 2 and frames.dtype == torch.float32):
+        raise ValueError(f"frames must be uint8 (flow: uint8 or float32), got {frames.dtype}")
     return frames
 
 
@@ -119,13 +121,15 @@ def normalize(frames, cfg=None, *, value_scale: float | None = None, mean=None, 
     value_scale = value_scale if value_scale is not None else getattr(cfg, "value_scale", 1.0)
     mean = torch.as_tensor(mean if mean is not None else getattr(cfg, "mean", (0.0, 0.0, 0.0)), dtype=torch.float64)
     std = torch.as_tensor(std if std is not None else getattr(cfg, "std", (1.0, 1.0, 1.0)), dtype=torch.float64)
-    if mean.numel() != 3 or std.numel() != 3 or bool((std <= 0).any()):
-        raise ValueError(f"mean and std need 3 values (std > 0), got mean={mean.tolist()} std={std.tolist()}")
+    c = frames.shape[-1]
+    if mean.numel() != c or std.numel() != c or bool((std <= 0).any()):
+        raise ValueError(f"mean and std need {c} values, one per channel (std > 0), got mean={mean.tolist()} "
+                         f"std={std.tolist()}")
     # One fused multiply-add per pixel: x * scale + shift, with the constants folded in float64.
     scale = (value_scale / 255.0) / std
     shift = -mean / std
     x = frames.permute(3, 0, 1, 2).to(torch.float32)
-    return x.mul_(scale.to(torch.float32).view(3, 1, 1, 1)).add_(shift.to(torch.float32).view(3, 1, 1, 1))
+    return x.mul_(scale.to(torch.float32).view(c, 1, 1, 1)).add_(shift.to(torch.float32).view(c, 1, 1, 1))
 
 
 def resize_for_cfg(frames, resize_spec, interpolation: str = "bilinear") -> torch.Tensor:

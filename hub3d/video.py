@@ -2,6 +2,8 @@
 
 Reading is streaming: `iter_frames` decodes one frame at a time, so memory is bounded whatever the video
 length. A *source* is a video file FFmpeg can decode or a directory of JPEG/PNG frames (sorted naturally).
+A directory of optical-flow frames as the two-stream originals store them (grayscale x / y image pairs, see
+`flow_pairs`) gives (H, W, 2) uint8 flow frames instead of RGB ones.
 
 Time conventions: a frame's `time` is its presentation time in seconds from the start of the video stream
 (pts - stream start); `index` counts the frames `iter_frames` yields, from 0 (after start/end and fps
@@ -33,7 +35,7 @@ _EPS = 1e-6  # seconds: slack for float timestamps compared with start/end and t
 
 
 class Frame(NamedTuple):
-    image: np.ndarray  # (H, W, 3) uint8 RGB, display orientation (rotation metadata applied)
+    image: np.ndarray  # (H, W, 3) uint8 RGB, display orientation (rotation applied); flow folders: (H, W, 2) x, y
     index: int  # 0-based index among the frames yielded
     time: float  # seconds from the start of the video
 
@@ -84,11 +86,51 @@ def _natural_key(name: str):
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
+def _images(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+
+
 def _frame_files(folder: Path) -> list[Path]:
-    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    files = _images(folder)
     if not files:
         raise VideoError(folder, f"directory holds no frame images ({', '.join(IMAGE_EXTENSIONS)})")
     return sorted(files, key=lambda p: _natural_key(p.name))
+
+
+# The flow component in a file name: one x/y (or u/v) letter standing alone, as in flow_x_00001.jpg (denseflow,
+# MMAction2), x_00001.jpg, VID-000001x.jpg (piergiaj's Charades flow); or subfolders x/ y/ (u/ v/, flow_x/ flow_y/).
+_FLOW_LETTER = re.compile(r"(?<![A-Za-z])([xyuv])(?![A-Za-z])")
+_FLOW_DIRS = (("x", "y"), ("u", "v"), ("flow_x", "flow_y"))
+
+
+def flow_pairs(folder: PathLike) -> Optional[list[tuple[Path, Path]]]:
+    """The (x image, y image) pairs of a folder of stored optical flow, in frame order; None when the folder does
+    not hold flow (no subfolder pair and no x/y file pair). Raises VideoError for a flow folder with an unpaired
+    image (a missing x or y file)."""
+    folder = Path(folder)
+    for xd, yd in _FLOW_DIRS:
+        if (folder / xd).is_dir() and (folder / yd).is_dir():
+            xs, ys = _frame_files(folder / xd), _frame_files(folder / yd)
+            if [p.name for p in xs] != [p.name for p in ys]:
+                missing = sorted({p.name for p in xs} ^ {p.name for p in ys}, key=_natural_key)
+                raise VideoError(folder, f"flow folders {xd}/ and {yd}/ differ: {missing[0]} is in one only "
+                                         f"({len(xs)} vs {len(ys)} images)")
+            return list(zip(xs, ys))
+    keyed: dict[tuple[str, bool], dict[str, Path]] = {}
+    images = _images(folder)
+    for p in images:
+        for m in _FLOW_LETTER.finditer(p.stem):
+            key = (p.stem[:m.start()] + "*" + p.stem[m.end():], m.group(1) in "uv")
+            keyed.setdefault(key, {})["x" if m.group(1) in "xu" else "y"] = p
+    pairs = sorted(((k, v) for k, v in keyed.items() if len(v) == 2), key=lambda kv: _natural_key(kv[0][0]))
+    if not pairs:
+        return None
+    paired = {p for _, v in pairs for p in v.values()}
+    lone = sorted((p for p in images if p not in paired), key=lambda p: _natural_key(p.name))
+    if lone:
+        raise VideoError(folder, f"holds x/y optical-flow image pairs, but {lone[0].name} has no partner "
+                                 f"({len(lone)} unpaired image(s))")
+    return [(v["x"], v["y"]) for _, v in pairs]
 
 
 def _pil():
@@ -152,13 +194,14 @@ def probe(source: PathLike, *, source_fps: Optional[float] = None) -> VideoInfo:
     """Read a video's header (and decode its first frame, for rotation and the real pixel format)."""
     path = _check_path(source)
     if path.is_dir():
-        files = _frame_files(path)
+        pairs = flow_pairs(path)
+        files = _frame_files(path) if pairs is None else [x for x, _ in pairs]
         Image = _pil()
 
         try:
             with Image.open(files[0]) as im:
                 width, height = im.size
-                mode = im.mode
+                mode = im.mode if pairs is None else "flow"  # (x, y) grayscale pairs
         except OSError as e:
             raise VideoError(files[0], f"not a readable image ({e})") from e
         fps = float(source_fps or DEFAULT_FOLDER_FPS)
@@ -196,7 +239,8 @@ def declared_frames(source: PathLike, fps: Optional[float] = None, source_fps: O
     front), resampled to ``fps`` if given; None when the header does not say (or the file cannot be opened)."""
     path = Path(source)
     if path.is_dir():
-        n = len(_frame_files(path))
+        pairs = flow_pairs(path)
+        n = len(_frame_files(path)) if pairs is None else len(pairs)
         return n if fps is None else int(round(n / float(source_fps or DEFAULT_FOLDER_FPS) * fps))
     container = _open(path)
     try:
@@ -302,29 +346,41 @@ def _frame_image(frame) -> np.ndarray:
     return _rotate(frame.to_ndarray(format="rgb24"), int(getattr(frame, "rotation", 0) or 0))
 
 
+def _read_image(file: Path, mode: str) -> np.ndarray:
+    Image = _pil()
+    try:
+        with Image.open(file) as im:
+            return np.asarray(im.convert(mode))
+    except OSError as e:
+        raise VideoError(file, f"not a readable image ({e})") from e
+
+
 def _decode_folder(path: Path, fps: float, start: Optional[float], end: Optional[float]):
-    """Frame-folder twin of _decode_file: image i has time i / fps."""
+    """Frame-folder twin of _decode_file: image i (or flow pair i) has time i / fps."""
     shape = []
+    pairs = flow_pairs(path)
 
-    def load(file):
-        Image = _pil()
-
-        try:
-            with Image.open(file) as im:
-                image = np.asarray(im.convert("RGB"))
-        except OSError as e:
-            raise VideoError(file, f"not a readable image ({e})") from e
+    def load(item):
+        if pairs is None:
+            image = _read_image(item, "RGB")
+        else:  # grayscale x and y images -> one (H, W, 2) flow frame
+            x, y = (_read_image(f, "L") for f in item)
+            if x.shape != y.shape:
+                raise VideoError(item[1], f"flow image size {y.shape[1]}x{y.shape[0]} differs from its x image's "
+                                          f"{x.shape[1]}x{x.shape[0]}")
+            image = np.stack([x, y], axis=-1)
         if shape and image.shape != shape[0]:
-            raise VideoError(file, f"frame size {image.shape[1]}x{image.shape[0]} differs from the first "
-                                   f"frame's {shape[0][1]}x{shape[0][0]} in {path}")
+            raise VideoError(item if pairs is None else item[0],
+                             f"frame size {image.shape[1]}x{image.shape[0]} differs from the first "
+                             f"frame's {shape[0][1]}x{shape[0][0]} in {path}")
         shape[:] = [image.shape]
         return image
 
-    for i, file in enumerate(_frame_files(path)):
+    for i, item in enumerate(_frame_files(path) if pairs is None else pairs):
         t = i / fps
         if start is not None and t < start - _EPS:
             continue
-        yield t, partial(load, file), 1.0 / fps
+        yield t, partial(load, item), 1.0 / fps
         if end is not None and t >= end - _EPS:
             break
 

@@ -208,7 +208,7 @@ def test_finished_outputs_are_never_overwritten_by_another_spec(model_dir, video
 def test_ray_missing_names_the_extra(model_dir, videos, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
     r = run("features", *videos[:1], "-m", model_dir, "--out-dir", tmp_path / "out", "--ray")
-    assert r.exit_code == 1 and 'pip install "hub3d[ray]"' in r.output
+    assert r.exit_code == 1 and "pip install 'hub3d[ray]'" in r.output
 
 
 # ---------------------------------------------------------------------------------------------- Ray

@@ -134,7 +134,8 @@ def test_motion_demo_golden_outputs():
     model = hub3d.load("motion_demo", pretrained=True)
     x = torch.randn(2, 3, 16, 64, 64, generator=torch.Generator().manual_seed(0))
     y = logits(model, x).double()
-    assert torch.allclose(y, torch.tensor(MOTION_DEMO_LOGITS, dtype=torch.float64), rtol=0, atol=1e-6)
+    # 1e-5: the stored 6 decimals plus fp32 kernels that differ between CPUs (1.7e-6 seen on an AMD EPYC).
+    assert torch.allclose(y, torch.tensor(MOTION_DEMO_LOGITS, dtype=torch.float64), rtol=0, atol=1e-5)
     weights = torch.arange(1, 17, dtype=torch.float64).view(2, 8)
     sums = (float(y.sum()), float(y.abs().sum()), float((y * weights).sum()))
-    assert sums == pytest.approx(MOTION_DEMO_SUMS, rel=0, abs=1e-5)
+    assert sums == pytest.approx(MOTION_DEMO_SUMS, rel=0, abs=1e-4)

@@ -168,14 +168,24 @@ def _folder_meta(net, o: dict) -> dict:
 @click.option("--probs", is_flag=True, help="In --json, also every class probability (per video and clip).")
 @click.option("--plot", type=click.Path(dir_okay=False),
               help="Timeline picture (.png/.svg) of the top classes per clip; several videos: one file each.")
+@click.option("--two-stream", is_flag=True,
+              help="Also run the flow stream on TV-L1 flow of each video (pip install 'hub3d[flow]') and average "
+                   "the RGB and flow softmaxes per clip, as the I3D paper.")
+@click.option("--flow-model", help="With --two-stream: the flow model [MODEL_flow, e.g. i3d -> i3d_flow; same "
+              "--pretrained].")
 @output_errors
-def classify(videos, topk, per_clip, json_path, probs, plot, **o):
+def classify(videos, topk, per_clip, json_path, probs, plot, two_stream, flow_model, **o):
     """Top-k actions of each video (mean of the clip softmaxes).
 
     VIDEOS: files, directories (searched recursively), globs, or a list file (@list.txt).
     """
-    from hub3d.inference import FailedVideo, iter_classify
+    from hub3d.inference import FailedVideo, iter_classify, iter_classify_two_stream
     from hub3d.outputs import ResultsJson
+
+    if flow_model and not two_stream:
+        raise click.UsageError("--flow-model goes with --two-stream")
+    if two_stream and o["runtime"] != "torch":
+        raise click.UsageError("--two-stream runs torch models: drop --runtime onnxruntime")
 
     paths, failures = collect_videos(videos)
     for item, error in failures:
@@ -186,6 +196,15 @@ def classify(videos, topk, per_clip, json_path, probs, plot, **o):
                           probs=probs)  # checks the output is writable before the model loads
     net, runtime = load_runtime(o, "probs")
     results.meta = _model_meta(net, o)
+    flow_net = None
+    if two_stream:
+        flow_model = flow_model or f"{o['model']}_flow"
+        flow_net = load_model(flow_model, o["pretrained"], o["quiet"])
+        if flow_net.pretrained_cfg.modality != "flow" or net.pretrained_cfg.modality != "rgb":
+            raise click.UsageError(f"--two-stream needs an RGB --model and a flow --flow-model; {o['model']} takes "
+                                   f"{net.pretrained_cfg.modality}, {flow_model} {flow_net.pretrained_cfg.modality}")
+        results.meta["flow_model"] = flow_model
+    require_flow_extra(flow_net or net, paths)
     if results.done:
         paths = [p for p in paths if p not in results.done]
         if not o["quiet"]:
@@ -199,7 +218,11 @@ def classify(videos, topk, per_clip, json_path, probs, plot, **o):
                                                                                             file=sys.stderr)
     n_ok, partial = 0, []
     with results:  # also on Ctrl-C and errors: the file lists every video done
-        for r in iter_classify(net, paths, topk=topk, **{**engine_kwargs(o), **runtime}):
+        if flow_net is not None:
+            stream = iter_classify_two_stream(net, flow_net, paths, topk=topk, **engine_kwargs(o))
+        else:
+            stream = iter_classify(net, paths, topk=topk, **{**engine_kwargs(o), **runtime})
+        for r in stream:
             if isinstance(r, FailedVideo):
                 report_failure(r.video, r.error)
                 failures.append((r.video, r.error))
@@ -224,6 +247,28 @@ def _plot(result, plot, paths, o):
         plots.plot_timeline(result, target)
     if not o["quiet"]:
         _write_above_bar(f"wrote {target}")
+
+
+def require_flow_extra(net, paths) -> None:
+    """A flow model that will compute TV-L1 flow fails now, once, when the flow extra is missing (not per video)."""
+    from hub3d.errors import VideoError
+    from hub3d.video import flow_pairs
+
+    def stored(path):
+        try:
+            return os.path.isdir(path) and flow_pairs(path) is not None
+        except VideoError:
+            return True  # a broken flow folder: the engine reports it, naming the image
+
+    if getattr(getattr(net, "pretrained_cfg", None), "modality", "rgb") != "flow" or all(map(stored, paths)):
+        return  # nothing to compute: RGB, or stored flow folders only
+    from hub3d.errors import MissingExtraError
+    from hub3d.flow import tvl1
+
+    try:
+        tvl1()
+    except MissingExtraError as e:
+        raise click.ClickException(str(e)) from None
 
 
 def load_runtime(o: dict, head: str):
@@ -345,6 +390,7 @@ def _run_features(net, paths, per_video_mean, failures, o):
         layer = None if o["layer"] is None else net.resolve_layer(o["layer"])
     except ValueError as e:
         raise click.UsageError(f"--layer: {e}") from None
+    require_flow_extra(net, paths)
     for r in iter_extract_features(net, paths, per_video_mean=per_video_mean, layer=layer, pool=o["pool"],
                                    **{**engine_kwargs(o), **o.get("runtime_kwargs", {})}):
         if isinstance(r, FailedVideo):

@@ -253,6 +253,7 @@ def i3d_cfg(stream: str, dataset: str, **changes) -> PretrainedCfg:
         labels="kinetics400.txt",
         labels_verified=True,  # DeepMind's label_map.txt is the alphabetical Kinetics-400 list
         arch_kwargs={"n_input_channels": channels},
+        modality=stream if stream == "flow" else "rgb",
         value_scale=1.0,
         mean=(0.5,) * channels,
         std=(0.5,) * channels,
