@@ -29,7 +29,7 @@ def require_ray():
 
 def _clip_shape(spec):
     crop = spec.crop_size if isinstance(spec.crop_size, tuple) else (spec.crop_size, spec.crop_size)
-    return (3, spec.clip_len, *crop)
+    return (spec.channels, spec.clip_len, *crop)
 
 
 def _row(vid, started, index=-1, last=False, frames=(0, 0), seconds=(0.0, 0.0), clip=None, error=""):

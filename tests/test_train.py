@@ -242,3 +242,14 @@ def test_motion_demo_recipe_retrains(tmp_path):
     print(f"retrained in {time.time() - t0:.0f} s: {final}")
     assert final["val_video_acc1"] >= 0.90, final
     assert time.time() - t0 < 900
+
+
+def test_channels_last_trains_a_model_with_2d_layers(tmp_path):
+    """P3D's res5 is 2D: channels_last_3d applies to its rank-5 tensors only (model.to() would raise)."""
+    cfg = tiny_cfg(tmp_path / "p3d", model="p3d_63", model_kwargs={}, clip_len=16, synthetic_frames=16,
+                   channels_last=True, epochs=1, max_steps=1, synthetic_videos=8, synthetic_val_videos=2)
+    trainer = Trainer(cfg)
+    conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv3d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    trainer.fit()
+    assert hub3d.load(str(tmp_path / "p3d")).arch_name == "p3d_63"  # trained and exported

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from ..inference import FailedVideo, iter_outputs
+from ..inference import FailedVideo, iter_outputs, to_channels_last_3d
 from ..io import write_csv, write_json
 from ..pretrained import ModelMeta
 from ..specs import PRECISIONS, resolve_precision
@@ -315,7 +315,7 @@ class Trainer:
         model = build_model(cfg, classes).to(self.device)
         self.model_cfg = model.pretrained_cfg
         if cfg.channels_last:
-            model = model.to(memory_format=torch.channels_last_3d)
+            to_channels_last_3d(model)  # rank-5 tensors only: P3D's 2D res5 has no 3D channels-last layout
         self.model = wrap_model(model, self.info, cfg.sync_bn)
         self.optimizer = build_optimizer(unwrap(self.model), cfg)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
