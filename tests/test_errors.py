@@ -18,6 +18,7 @@ BUILTIN_BASES = {
     "IncompleteError": RuntimeError,
     "OutputError": OSError,
     "ExportError": RuntimeError,
+    "MissingExtraError": ImportError,
 }
 
 
@@ -42,6 +43,14 @@ def test_video_error_keeps_its_home_and_pickles():
     back = pickle.loads(pickle.dumps(err))
     assert type(back) is VideoError and (back.path, back.reason) == ("/data/clip.mp4", "no video stream")
     assert str(back) == "/data/clip.mp4: no video stream"
+
+
+def test_missing_extra_names_the_extra_and_pickles():
+    err = errors.MissingExtraError("flow", "TV-L1 optical flow", "No module named 'cv2'")
+    assert str(err) == ("TV-L1 optical flow needs the optional extra 'flow': pip install 'hub3d[flow]' "
+                        "(No module named 'cv2')")
+    again = pickle.loads(pickle.dumps(err))
+    assert str(again) == str(err) and again.extra == "flow"
 
 
 def test_weights_not_found_prints_its_message():

@@ -295,7 +295,7 @@ def test_producer_runs_at_most_a_queue_ahead(model, monkeypatch):
     ahead = []
     cfg = model.pretrained_cfg
 
-    def fake_iter_clips(video, cfg_or_model, **kw):  # a long "video" of synthetic clips, no decoding
+    def fake_spec_clips(video, spec, coverage=None, flow_progress=None):  # a long "video" of clips, no decoding
         for i in range(60):
             produced[0] += 1
             yield inference.Clip(video, torch.zeros(3, CLIP_LEN, cfg.crop_size, cfg.crop_size), (i, i + 1),
@@ -309,7 +309,7 @@ def test_producer_runs_at_most_a_queue_ahead(model, monkeypatch):
         return real_call(self, x)
 
     consumed = [0]
-    monkeypatch.setattr(inference, "iter_clips", fake_iter_clips)
+    monkeypatch.setattr(inference, "spec_clips", fake_spec_clips)
     monkeypatch.setattr(inference.ClipRunner, "__call__", counting_call)
     r = hub3d.classify(model, ["long1.mp4", "long2.mp4"], batch_size=4, num_workers=2)
     assert [x.n_clips for x in r] == [60, 60] and consumed[0] == 120

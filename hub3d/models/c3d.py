@@ -148,8 +148,8 @@ FAMILY = Family("c3d", remap_state_dict=remap_state_dict, infer_arch_kwargs=infe
     pretrained={
         "sports1m": PretrainedCfg(
             num_classes=487,
-            labels=None,  # the Sports-1M names: see notes
-            labels_verified=False,
+            labels="sports1m.txt",  # gtoderici/sports-1m-dataset labels.txt: the list DavideA's predict.py uses
+            labels_verified=True,
             mean=SPORTS1M_MEAN_BGR,
             file="c3d.pickle",
             url="http://imagelab.ing.unimore.it/files/c3d_pytorch/c3d.pickle",
@@ -160,14 +160,15 @@ FAMILY = Family("c3d", remap_state_dict=remap_state_dict, infer_arch_kwargs=infe
                 "frames, 0-255 values, BGR order (the Caffe model's). Not verified: the mean is the per-channel "
                 "average of the Sports-1M mean cube, not the cube itself (which varies over time and space); "
                 "DavideA's own predict.py subtracts no mean and feeds RGB (its issue #1 shows the fix). The 487 "
-                "Sports-1M class names are DavideA/c3d-pytorch labels.txt (not shipped with hub3d yet)."
+                "class names are the Sports-1M dataset's labels.txt (gtoderici/sports-1m-dataset, CC BY 3.0), "
+                "label i = fc8 output i, the list DavideA's predict.py reads."
             ),
             channel_order="BGR",
             **C3D_COMMON,
         ),
         "sports1m_mmaction2": PretrainedCfg(
             num_classes=487,
-            labels=None,
+            labels="sports1m.txt",  # the Caffe model's fc8 order (Sports-1M label indices); MMAction2 ships no list
             labels_verified=False,
             mean=(104.0, 117.0, 128.0),
             file="c3d_sports1m_pretrain_20201016-dcc47ddc.pth",
