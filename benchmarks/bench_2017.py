@@ -19,7 +19,7 @@ the weights.
 Warm, in one process: decode-only (iter_clips, no model), model-only (precomputed clips through ClipRunner,
 batches of 8, the torch threads the engine gives the model), end-to-end (hub3d.classify), fp32 and bf16.
 
-Needs the `ffmpeg` binary: `apt-get update && apt-get install -y ffmpeg` if it is missing.
+Needs an `ffmpeg` binary: `apt-get install -y ffmpeg`, or `pip install imageio-ffmpeg` (its static build).
 
     python benchmarks/bench_2017.py --runs 5 --warm-runs 3      # medians; JSON to benchmarks/results/
     python benchmarks/bench_2017.py --runs 1 --warm-runs 1      # quick look
@@ -46,6 +46,18 @@ CHECKPOINT_NAME = "resnet-34-kinetics.pth"
 
 
 # ------------------------------------------------------------------------------- the 2017 method, one process
+def ffmpeg_binary():
+    """The ffmpeg CLI on PATH, else the static build the imageio-ffmpeg wheel ships (pip-installable offline)."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        return None
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
 def pipeline_2017(checkpoint: str, videos: list[str], batch_size: int, workers: int) -> None:
     """What the 2017 tool does for a list of videos; prints each video's top clip label counts."""
     import numpy as np
@@ -90,7 +102,7 @@ def pipeline_2017(checkpoint: str, videos: list[str], batch_size: int, workers: 
     for video in videos:
         tmp = tempfile.mkdtemp(prefix="bench2017-")
         try:
-            subprocess.run(["ffmpeg", "-loglevel", "quiet", "-i", video, os.path.join(tmp, "image_%05d.jpg")],
+            subprocess.run([ffmpeg_binary(), "-loglevel", "quiet", "-i", video, os.path.join(tmp, "image_%05d.jpg")],
                            check=True)
             loader = torch.utils.data.DataLoader(Frames(tmp), batch_size=batch_size, shuffle=False,
                                                  num_workers=workers)
@@ -247,13 +259,13 @@ def main(argv=None):
 
     from _samples import machine, markdown_table, sample_videos, write_json
 
-    if shutil.which("ffmpeg") is None:
-        sys.exit("the 2017 method needs the ffmpeg binary: apt-get update && apt-get install -y ffmpeg")
+    if ffmpeg_binary() is None:
+        sys.exit("the 2017 method needs an ffmpeg binary: apt-get install -y ffmpeg, or pip install imageio-ffmpeg")
     videos = sample_videos()
     result = {"machine": machine(), "videos": [str(v) for v in videos]}
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = write_checkpoint(Path(tmp))
-        from hub3d.checkpoint import convert
+        from hub3d.loader import convert
 
         converted = Path(tmp) / "resnet3d_34-converted"
         convert(checkpoint, converted, model_name="resnet3d_34")

@@ -78,8 +78,7 @@ def threading_rows(videos, repeat):
 
 def scaling_rows(videos, repeat):
     import hub3d
-    from hub3d.transforms import Preprocess, center_crop, normalize
-    from hub3d.video import short_side_size
+    from hub3d.transforms import Preprocess, center_crop, normalize, short_side_size
 
     cfg = hub3d.get_pretrained_cfg("resnet3d_34", "kinetics400")
     pre = Preprocess(cfg)

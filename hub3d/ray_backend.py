@@ -9,13 +9,15 @@ import os
 import socket
 import time
 import warnings
+from typing import Optional
 
 import numpy as np
 
 from .errors import ConfigError, MissingExtraError
 
 MAX_BLOCKS = 20_000  # input blocks (one video each up to this): more only burdens Ray's scheduler
-ROW_KEYS = ("vid", "index", "last", "frames", "seconds", "error", "started")
+# "complete", "decoded", "declared": the video's Coverage (read on its last row; NaN: unknown)
+ROW_KEYS = ("vid", "index", "last", "frames", "seconds", "error", "started", "complete", "decoded", "declared")
 
 
 def require_ray():
@@ -34,21 +36,28 @@ def _clip_shape(spec):
 
 def _row(vid, started, index=-1, last=False, frames=(0, 0), seconds=(0.0, 0.0), clip=None, error=""):
     return {"vid": vid, "index": index, "last": last, "frames": np.asarray(frames, np.int64),
-            "seconds": np.asarray(seconds, np.float64), "clip": clip, "error": error, "started": started}
+            "seconds": np.asarray(seconds, np.float64), "clip": clip, "error": error, "started": started,
+            "complete": True, "decoded": np.nan, "declared": np.nan}
+
+
+def _seconds_or_none(value) -> Optional[float]:
+    return None if value is None or np.isnan(value) else float(value)
 
 
 def decode_video(row, *, spec, shape):
     """flat_map: one video -> its clip rows (the last one flagged), or one error row (a zero clip)."""
     import torch
 
-    from .clips import iter_clips
+    from .clips import spec_clips
     from .inference import _as_video_error, _no_clip_hint
+    from .video import Coverage
 
     torch.set_num_threads(1)  # a decoder is one CPU; as the local engine's decode threads
     vid, video, started = int(row["vid"]), str(row["video"]), time.time()
     prev = None
+    coverage = Coverage()
     try:
-        for c in iter_clips(video, spec):
+        for c in spec_clips(video, spec, coverage):
             if prev is not None:
                 yield prev
             prev = _row(vid, started, c.index, False, c.frames, c.seconds, c.clip.numpy())
@@ -58,6 +67,9 @@ def decode_video(row, *, spec, shape):
         yield _row(vid, started, clip=np.zeros(shape, np.float32), error=str(_as_video_error(video, e)))
         return
     prev["last"] = True
+    prev["complete"] = coverage.complete
+    prev["decoded"], prev["declared"] = (np.nan if v is None else v
+                                         for v in (coverage.decoded_seconds, coverage.declared_seconds))
     yield prev
 
 
@@ -152,6 +164,9 @@ def run_ray(model, todo, writer, spec, engine: dict, *, address=None, replicas=N
                     batch["features"][j], batch["frames"][j], batch["seconds"][j])
                 if batch["last"][j]:
                     job["n"] = i + 1
+                    job["coverage"] = dict(complete=bool(batch["complete"][j]),
+                                           decoded_seconds=_seconds_or_none(batch["decoded"][j]),
+                                           declared_seconds=_seconds_or_none(batch["declared"][j]))
                 if job["n"] is not None and len(job["rows"]) == job["n"]:
                     closed.add(vid)
                     jobs.pop(vid)
@@ -160,7 +175,7 @@ def run_ray(model, todo, writer, spec, engine: dict, *, address=None, replicas=N
                     writer.done(FeatureResult(
                         todo[vid], feats, np.stack([job["frames"][k] for k in order]).astype(np.int64),
                         np.stack([job["seconds"][k] for k in order]).astype(np.float64),
-                        feats.mean(axis=0) if writer.per_video_mean else None), job["started"],
+                        feats.mean(axis=0) if writer.per_video_mean else None, **job["coverage"]), job["started"],
                         worker={**writer.worker, "actor": str(batch["actor"][j])})
         for vid, video in enumerate(todo):
             if vid not in closed:  # its block failed past the retries (a worker died each time)

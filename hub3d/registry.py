@@ -234,7 +234,19 @@ def count_model(name: str, num_classes: Optional[int], cfg: PretrainedCfg) -> di
 
 def model_layers(name: str, tag: Union[None, str] = None) -> dict:
     """The named feature layers (``model.feature_layers``, forward order) -> their output shape per clip at the
-    default input (no batch axis; a list of shapes for per-pathway outputs), computed on the meta device."""
+    default input (no batch axis; a list of shapes for per-pathway outputs). At the default tag they come from
+    hub3d/zoo_stats.py (no model built, nothing heavy imported: `hub3d info`); otherwise traced on meta."""
+    if tag is None:
+        from .zoo_stats import ZOO_LAYERS
+
+        if name in ZOO_LAYERS:
+            return dict(ZOO_LAYERS[name])
+    return traced_layers(name, tag)
+
+
+def traced_layers(name: str, tag: Union[None, str] = None) -> dict:
+    """model_layers computed now: the model built on the meta device, its input traced through (torch's symbolic
+    shapes come with that: sympy, torch._dynamo)."""
     cfg = get_pretrained_cfg(name, tag)
     with torch.device("meta"):
         model = create_model(name, pretrained_cfg=cfg).eval()

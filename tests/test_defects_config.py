@@ -316,22 +316,35 @@ def test_bare_state_dict_detected_when_unambiguous(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ 5. list/info fast
-HEAVY = ("av", "huggingface_hub", "safetensors", "torch.utils.flop_counter", "sympy", "torch._dynamo")
+# What `hub3d --help`, `list` and `info` must not import: decoding, the Hub, weights, torch's symbolic shapes
+# (info's layer shapes come from the generated table), and the engines (hub3d train is loaded only when run).
+HEAVY = ("av", "huggingface_hub", "safetensors", "torch.utils.flop_counter", "sympy", "torch._dynamo",
+         "hub3d.train", "hub3d.inference", "hub3d.video")
 
 
 @pytest.mark.parametrize("args", [["--help"], ["list"], ["info", "resnet3d_34"]])
 def test_cli_zoo_commands_import_nothing_heavy(args):
-    # `info` also lists the named layers' output shapes, traced on the meta device: torch's symbolic shapes
-    # (sympy, torch._dynamo) come with that trace; the rest stays out.
-    heavy = HEAVY[:4] if args[0] == "info" else HEAVY
     code = (f"import sys\nfrom hub3d.cli import main\ntry:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
-            f"print('HEAVY', [m for m in {heavy!r} if m in sys.modules])")
+            f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
                          env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "HEAVY []", out.stdout[-500:]
     if args == ["list"]:
         assert "resnet3d_34" in out.stdout and "r2plus1d_18" in out.stdout
+    if args == ["info", "resnet3d_34"]:
+        assert "layer4: 512x1x4x4" in out.stdout  # from the table, as traced
+
+
+def test_lazy_commands_keep_their_own_short_help():
+    from click.testing import CliRunner
+
+    import hub3d.cli as cli
+
+    for name, (module, short_help) in cli.LAZY_COMMANDS.items():
+        (command,) = [c for c in __import__(module, fromlist=["COMMANDS"]).COMMANDS if c.name == name]
+        assert command.get_short_help_str(limit=10_000) == short_help
+    assert "train" in CliRunner().invoke(cli.main, ["--help"]).output
 
 
 def test_zoo_table_covers_every_model_and_non_defaults_count_live():

@@ -80,9 +80,9 @@ def outputs(d: Path) -> dict:
 
 
 def index_rows(d: Path) -> list:
-    """The index's facts about each output (a Python-API run describes its model more briefly than the CLI; the
-    Ray backend does not carry the decoded / declared seconds yet: a known gap, see docs/distributed.md)."""
-    keys = ("video", "file", "rows", "clip_frames", "clip_seconds")
+    """The index's facts about each output (a Python-API run describes its model more briefly than the CLI)."""
+    keys = ("video", "file", "rows", "clip_frames", "clip_seconds", "complete", "decoded_seconds",
+            "declared_seconds")
     return [{k: e.get(k) for k in keys} for e in json.loads((d / INDEX_NAME).read_text())["videos"]]
 
 
@@ -246,6 +246,23 @@ def test_ray_matches_single_process_and_records_bad_video(ray_cluster, model_dir
     assert s["videos"] == 2 and s["skipped"] == len(videos) - 2
     assert all(stats(out)[n] == st for n, st in before.items())
     assert_same_as(reference, out)
+
+
+def test_ray_flags_a_cut_video_as_one_process_does(ray_cluster, model_dir, videos, tmp_path):
+    from hub3d.video import write_video
+
+    whole = write_video(tmp_path / "cut.avi", random_frames(40, 40, 48, seed=3), fps=10, codec="mpeg4")
+    whole.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])  # cut short: ~60% of its frames
+    inputs = [videos[0], str(whole)]
+    plain = extract_dataset(inputs, tmp_path / "plain", load_net(model_dir), model_name=str(model_dir),
+                            progress=False)
+    on_ray = extract_dataset(inputs, tmp_path / "ray", load_net(model_dir), model_name=str(model_dir), ray=True,
+                             progress=False)
+    assert plain["videos"] == on_ray["videos"] == 2
+    rows = {r["video"]: r for r in index_rows(tmp_path / "ray")}
+    assert rows[str(whole)]["complete"] is False and rows[videos[0]]["complete"] is True
+    assert 0 < rows[str(whole)]["decoded_seconds"] < 0.8 * rows[str(whole)]["declared_seconds"]
+    assert index_rows(tmp_path / "ray") == index_rows(tmp_path / "plain")
 
 
 @pytest.mark.slow

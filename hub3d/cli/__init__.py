@@ -1,10 +1,16 @@
 """The `hub3d` command: a thin click group; each command lives in the module of its feature area."""
+import importlib
 import sys
 import warnings
 
 import click
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell convention
+
+# Commands whose module is costly to import, loaded only when run: `hub3d train` builds its options from the
+# training config, which imports the training engine (torch.utils.data, the inference engine, the decoder).
+# `hub3d --help` lists them with the short help kept here; tests/test_cli_predict checks it against the command's.
+LAZY_COMMANDS = {"train": ("hub3d.cli.train", "Train or fine-tune a model (Hara et al.'s recipe; every knob a flag).")}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -15,6 +21,28 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 
 class _Group(click.Group):
+    def list_commands(self, ctx):
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx, name):
+        if name in LAZY_COMMANDS and name not in self.commands:
+            for command in importlib.import_module(LAZY_COMMANDS[name][0]).COMMANDS:
+                self.add_command(command)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx, formatter):
+        """click's command list, except that a lazy command not loaded yet shows its kept short help."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names))
+        rows = []
+        for name in names:
+            if name in LAZY_COMMANDS and name not in self.commands:
+                rows.append((name, click.utils.make_default_short_help(LAZY_COMMANDS[name][1], limit)))
+            elif not self.commands[name].hidden:
+                rows.append((name, self.commands[name].get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
     def invoke(self, ctx):
         with warnings.catch_warnings():  # restored after the command (the CLI may run inside a test or a script)
             warnings.showwarning = _show_warning
@@ -32,9 +60,9 @@ def main():
 
 
 def _add_commands():
-    from . import demo, export, hub, predict, render, train, zoo
+    from . import demo, export, hub, predict, render, zoo
 
-    for module in (zoo, predict, demo, hub, train, export, render):
+    for module in (zoo, predict, demo, hub, export, render):
         for command in module.COMMANDS:
             main.add_command(command)
 
