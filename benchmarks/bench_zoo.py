@@ -10,12 +10,11 @@ fp32: there, pass --precisions fp32 or few --models.
     python benchmarks/bench_zoo.py                                  # every zoo model, fp32 and bf16
     python benchmarks/bench_zoo.py --models "x3d_*" --precisions fp32 --repeats 1 --threads 2
 
-Measured on the shared 2-core AMD EPYC dev box (AVX2, no native bf16; ~8 jobs at once, so the numbers are
-noisy to a factor of several: e.g. x3d_m timed faster than x3d_s), torch 2.13, 2 threads, 1 repeat, clips/s:
-fp32: x3d_xs 1.88, x3d_s 0.82, x3d_m 1.39, x3d_l 0.069, efficient_x3d_xs 0.18, efficient_x3d_s 0.18,
-c2d_r50 0.21, i3d_r50 0.18, slow_r50 0.17, r2plus1d_r50 0.11, csn_r101 0.071, slowfast_r50 0.095,
-slowfast_r101 0.026, s3d 0.16; bf16: x3d_xs 0.15, x3d_s 0.027, efficient_x3d_xs 0.061, efficient_x3d_s 0.028
-(the others not run: bf16 without native support is many times slower than fp32 here).
+Measured on an idle 2-core AMD EPYC with AVX512-BF16 (load ~1.2), torch 2.13, 2 threads, 1 repeat, clips/s
+fp32 / bf16: x3d_xs 6.40 / 5.45, x3d_s 2.00 / 3.56, x3d_m 0.67 / 1.44, x3d_l 0.18 / 0.93, efficient_x3d_xs
+25.8 / 29.1, efficient_x3d_s 5.91 / 7.92, c2d_r50 1.27 / 2.75, i3d_r50 1.00 / 1.91, slow_r50 0.44 / 1.58,
+r2plus1d_r50 0.28 / 0.77, csn_r101 0.24 / 0.47, slowfast_r50 0.51 / 1.37, slowfast_r101 0.32 / 0.72,
+s3d 1.87 / 4.00. On the shared AVX2-only box (no native bf16) bf16 was many times slower than fp32.
 """
 from __future__ import annotations
 
