@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from .errors import ConfigError, MissingExtraError
+from .errors import MissingExtraError
 
 MAX_BLOCKS = 20_000  # input blocks (one video each up to this): more only burdens Ray's scheduler
 # "complete", "decoded", "declared": the video's Coverage (read on its last row; NaN: unknown)
@@ -29,14 +29,26 @@ def require_ray():
     return ray
 
 
-def _clip_shape(spec):
+def _clip_shapes(spec) -> dict:
+    """{column: clip shape}: "clip" (all T frames), and "clip_slow" (T // alpha) for two-pathway models."""
     crop = spec.crop_size if isinstance(spec.crop_size, tuple) else (spec.crop_size, spec.crop_size)
-    return (spec.channels, spec.clip_len, *crop)
+    shapes = {"clip": (spec.channels, spec.clip_len, *crop)}
+    if spec.pathway_alpha:
+        shapes["clip_slow"] = (spec.channels, spec.clip_len // spec.pathway_alpha, *crop)
+    return shapes
 
 
-def _row(vid, started, index=-1, last=False, frames=(0, 0), seconds=(0.0, 0.0), clip=None, error=""):
+def _clip_columns(clip) -> dict:
+    """A Clip's input as row columns: SlowFast's [slow, fast] -> clip_slow, clip (fixed-shape numpy columns)."""
+    if isinstance(clip, (list, tuple)):
+        slow, fast = clip
+        return {"clip": fast.numpy(), "clip_slow": slow.numpy()}
+    return {"clip": clip.numpy()}
+
+
+def _row(vid, started, index=-1, last=False, frames=(0, 0), seconds=(0.0, 0.0), clips=None, error=""):
     return {"vid": vid, "index": index, "last": last, "frames": np.asarray(frames, np.int64),
-            "seconds": np.asarray(seconds, np.float64), "clip": clip, "error": error, "started": started,
+            "seconds": np.asarray(seconds, np.float64), **clips, "error": error, "started": started,
             "complete": True, "decoded": np.nan, "declared": np.nan}
 
 
@@ -44,8 +56,8 @@ def _seconds_or_none(value) -> Optional[float]:
     return None if value is None or np.isnan(value) else float(value)
 
 
-def decode_video(row, *, spec, shape):
-    """flat_map: one video -> its clip rows (the last one flagged), or one error row (a zero clip)."""
+def decode_video(row, *, spec, shapes):
+    """flat_map: one video -> its clip rows (the last one flagged), or one error row (zero clips)."""
     import torch
 
     from .clips import spec_clips
@@ -60,11 +72,12 @@ def decode_video(row, *, spec, shape):
         for c in spec_clips(video, spec, coverage):
             if prev is not None:
                 yield prev
-            prev = _row(vid, started, c.index, False, c.frames, c.seconds, c.clip.numpy())
+            prev = _row(vid, started, c.index, False, c.frames, c.seconds, _clip_columns(c.clip))
         if prev is None:
             raise ValueError("no clips" + _no_clip_hint(spec))
     except Exception as e:  # noqa: BLE001  (this video fails, reported by path; the others go on)
-        yield _row(vid, started, clip=np.zeros(shape, np.float32), error=str(_as_video_error(video, e)))
+        yield _row(vid, started, clips={k: np.zeros(v, np.float32) for k, v in shapes.items()},
+                   error=str(_as_video_error(video, e)))
         return
     prev["last"] = True
     prev["complete"] = coverage.complete
@@ -100,6 +113,8 @@ class FeatureActor:
         feats = np.zeros((len(ok), self.dim), np.float32)
         if ok.any():
             x = torch.from_numpy(np.ascontiguousarray(batch["clip"][ok]))
+            if "clip_slow" in batch:  # SlowFast: [slow, fast], as the local engine collates them
+                x = [torch.from_numpy(np.ascontiguousarray(batch["clip_slow"][ok])), x]
             out = self.runner(x)  # batch-independent outputs: see ClipRunner
             feats = np.zeros((len(ok), out.shape[1]), out.dtype)
             feats[ok] = out
@@ -108,9 +123,6 @@ class FeatureActor:
 
 def run_ray(model, todo, writer, spec, engine: dict, *, address=None, replicas=None, max_retries=2) -> None:
     """Run ``todo`` through Ray Data; every video ends in ``writer`` as done, failed or partial."""
-    if spec.pathway_alpha is not None:
-        raise ConfigError(f"{getattr(model, 'arch_name', type(model).__name__)}: multi-pathway models (SlowFast) "
-                          "are not supported by the Ray backend yet; use --shard")
     ray = require_ray()
     from .inference import FeatureResult
 
@@ -135,7 +147,7 @@ def run_ray(model, todo, writer, spec, engine: dict, *, address=None, replicas=N
         with warnings.catch_warnings():
             # Ray 2.60 deprecates ray_remote_args but has no named parameter for the retry limits yet.
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
-            ds = ds.flat_map(decode_video, fn_kwargs=dict(spec=spec, shape=_clip_shape(spec)),
+            ds = ds.flat_map(decode_video, fn_kwargs=dict(spec=spec, shapes=_clip_shapes(spec)),
                              compute=ray.data.TaskPoolStrategy(size=decoders * replicas), num_cpus=1,
                              max_retries=max_retries)
             ds = ds.map_batches(FeatureActor, batch_size=engine.get("batch_size", 8), batch_format="numpy",

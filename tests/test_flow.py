@@ -200,3 +200,20 @@ def test_two_stream_refuses_two_rgb_models(make_video):
     r = CliRunner().invoke(main, ["classify", path, "-m", "i3d", "-p", "none", "--two-stream", "--flow-model",
                                   "i3d", "-q"])
     assert r.exit_code == 2 and "flow --flow-model" in r.output, r.output
+
+
+def test_flow_progress_counts_the_frames_to_compute(make_video, tmp_path):
+    from hub3d.inference import _flow_bar
+
+    spec = hub3d.resolve_clip_spec(flow_model())
+    path = str(make_video(num_frames=12))
+    stored = str(write_flow_folder(tmp_path / "v", np.zeros((3, 8, 8, 2), np.uint8), "denseflow"))
+    bar = _flow_bar(True, [path, stored], spec)
+    assert bar.total == 11 and bar.unit == "frame"  # 12 frames -> 11 flow frames; the stored folder: none
+    bar.close()
+    assert _flow_bar(True, [stored], spec) is None  # nothing to compute
+    assert _flow_bar(False, [path], spec) is None
+    assert _flow_bar(True, [path], hub3d.resolve_clip_spec(hub3d.create_model("i3d"))) is None  # RGB
+    bar = _flow_bar(True, [np.zeros((4, 8, 8, 3), np.uint8)], spec)  # in-memory frames: total unknown
+    assert bar.total is None
+    bar.close()
