@@ -77,9 +77,10 @@ def info_command(model, as_json):
         click.echo(f"  {layer:>20}: {_shape(shape)}")
     for tag, cfg in tags.items():
         click.echo(f"\n[{model}.{tag}]")
-        for key in ("num_classes", "labels", "labels_verified", "arch_kwargs", "value_scale", "mean", "std",
-                    "resize", "crop_size", "clip_len", "file", "url", "drive_folder", "metrics", "license", "notes"):
-            if cfg.get(key) not in (None, {}, ""):
+        for key in ("num_classes", "labels", "labels_verified", "arch_kwargs", "modality", "value_scale", "mean",
+                    "std", "resize", "crop_size", "clip_len", "file", "url", "drive_folder", "metrics", "license",
+                    "notes"):
+            if cfg.get(key) not in (None, {}, "", "rgb"):
                 click.echo(f"  {key:>15}: {cfg[key]}")
 
 
