@@ -20,6 +20,8 @@ pytest.importorskip("onnxruntime", reason="the hub3d[onnx] extra")
 
 CLIP = (4, 32, 32)  # tiny: most registered models survive their strides at this size (see clip_for)
 ATOL = 1e-4  # max abs diff for O(1) outputs; relative to the largest value for bigger ones (DenseNet: ~100)
+FP32_SPREAD = 10  # see assert_close_to_pytorch
+CALIBRATION_BATCH = 16  # BN statistics from 16 clips: from 4, deep layers' few values (T, H, W ~1-2) are unrepresentative
 
 # Models that cannot be exported in a format, with the reason their ExportError gives. The parity test asserts that
 # each still fails that way, so this list cannot go stale. Empty today: every registered model exports.
@@ -66,7 +68,7 @@ def calibrate_batchnorm(model, clip):
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative average: one batch sets the statistics
-    inputs = example_inputs(model, clip, 4, seed=99)
+    inputs = example_inputs(model, clip, CALIBRATION_BATCH, seed=99)
     model.train()
     with torch.no_grad():
         model(list(inputs) if len(inputs) > 1 else inputs[0])
@@ -75,11 +77,13 @@ def calibrate_batchnorm(model, clip):
 
 def assert_close_to_pytorch(got, want, model, inputs, head):
     """ONNX output ``got`` within ATOL of PyTorch's fp32 ``want`` (relative above 1), or, where PyTorch's fp32
-    result is itself that far from exact, no farther from the exact (fp64) result than PyTorch's fp32 is.
+    result is itself that far from exact, within FP32_SPREAD times PyTorch's own distance from the exact (fp64)
+    result.
 
-    Deep random residual stacks (P3D-63, Wide-ResNet-50 after BN calibration: outputs of 80-300) are that badly
-    conditioned: PyTorch fp32 measured 5e-5 relative from fp64 there, and onnxruntime as close or closer; two
-    fp32 implementations then differ by the sum of their errors (1.6e-4), which says nothing about the export."""
+    Deep random networks amplify rounding: at O(1) outputs PyTorch fp32 measured 2e-4 to 6e-4 from fp64 on
+    resnet2p1d_34, p3d_63, wide_resnet3d_50 and resnet3d_50, and onnxruntime 0.3x to 8x that (either is the closer
+    one, batch by batch), so two fp32 implementations differ by more than 1e-4 while both are as exact as fp32
+    gets there. A wrong export is off by the outputs' own size, orders of magnitude beyond this bound."""
     bound = ATOL * max(1.0, np.abs(want).max())
     if np.abs(got - want).max() <= bound:
         return
@@ -91,7 +95,7 @@ def assert_close_to_pytorch(got, want, model, inputs, head):
         f = exact_model.forward_features(x)
         exact = exact_model.forward_head(f, pre_logits=head == "features").numpy()
     torch_error, onnx_error = np.abs(want - exact).max(), np.abs(got - exact).max()
-    assert onnx_error <= max(bound, 2 * torch_error), (onnx_error, torch_error, bound)
+    assert onnx_error <= max(bound, FP32_SPREAD * torch_error), (onnx_error, torch_error, bound)
 
 
 def check_parity(model, tmp_path, name):
