@@ -91,7 +91,7 @@ def estimate_clips(path, spec: ClipSpec) -> Optional[int]:
             n -= 1  # computed flow: one frame per pair of frames
     except (video.VideoError, OSError):
         return None
-    return None if not n or n < 0 else count_clips(n, spec.clip_len, spec.stride, spec.tail, spec.frame_step)
+    return None if n is None or n < 0 else count_clips(n, spec.clip_len, spec.stride, spec.tail, spec.frame_step)
 
 
 def loop_indices(start: int, end: int, clip_len: int, frame_step: int = 1) -> list[int]:

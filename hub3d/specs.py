@@ -49,8 +49,57 @@ def _pair(size, what: str) -> Union[int, tuple[int, int]]:
     return h, w
 
 
+MAX_MEAN_VALUES = 64 * 2**20  # floats in a mean array: C3D's Sports-1M cube has 1.05 M
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if i >= len(buf) or shift > 63:
+            raise ValueError("truncated varint")
+        b = buf[i]
+        value |= (b & 0x7F) << shift
+        i, shift = i + 1, shift + 7
+        if not b & 0x80:
+            return value, i
+
+
+def read_binaryproto(path) -> np.ndarray:
+    """A Caffe / C3D mean file (a serialised BlobProto: num, channels, length, height, width, packed float data),
+    e.g. C3D's sport1m_train16_128_mean.binaryproto -> float32 (channels, length, height, width) of its first blob.
+    Parsed field by field (no protobuf library, nothing executed); anything else is a ValueError naming the file."""
+    buf = open(path, "rb").read()
+    dims, data, i = {}, None, 0
+    try:
+        while i < len(buf):
+            key, i = _varint(buf, i)
+            field, wire = key >> 3, key & 7
+            if wire == 0:
+                value, i = _varint(buf, i)
+                dims[field] = value
+            elif wire == 2:
+                size, i = _varint(buf, i)
+                if i + size > len(buf):
+                    raise ValueError("truncated data")
+                if field == 6:
+                    data = np.frombuffer(buf, dtype="<f4", count=size // 4, offset=i)
+                i += size
+            elif wire == 5:
+                i += 4  # an unpacked float (old writers); C3D's files pack them
+            else:
+                raise ValueError(f"unexpected protobuf wire type {wire}")
+    except ValueError as e:
+        raise ValueError(f"{path}: not a Caffe mean file ({e})") from None
+    shape = tuple(dims.get(f, 0) for f in (1, 2, 3, 4, 5))  # num, channels, length, height, width
+    if data is None or not all(shape[1:]) or np.prod(shape[1:]) > MAX_MEAN_VALUES or data.size < np.prod(shape[1:]):
+        raise ValueError(f"{path}: not a C3D mean cube (num, channels, length, height, width = {shape}, "
+                         f"{0 if data is None else data.size} values)")
+    return data[: int(np.prod(shape[1:]))].reshape(shape[1:]).copy()
+
+
 def load_mean_array(ref) -> np.ndarray:
-    """A full mean array (3, T, H, W) float32: an array, a .npy path, or the name of a .npy in hub3d/weights/."""
+    """A full mean array (3, T, H, W) float32: an array, a .npy or a Caffe/C3D .binaryproto path, or the name of
+    a .npy in hub3d/weights/."""
     if ref is None:
         return None
     if isinstance(ref, (np.ndarray, torch.Tensor)):
@@ -63,10 +112,13 @@ def load_mean_array(ref) -> np.ndarray:
             if os.path.basename(path) != path or not packaged.is_file():
                 raise ValueError(f"mean_array {path!r}: no such .npy file (a path, or a file name in hub3d/weights/)")
             path = str(packaged)
-        try:
-            arr = np.load(path, allow_pickle=False)  # never unpickles: an untrusted file runs no code
-        except (OSError, ValueError) as e:
-            raise ValueError(f"{path}: cannot read the mean array ({e})") from None
+        if path.lower().endswith(".binaryproto"):
+            arr = read_binaryproto(path)  # its errors name the file
+        else:
+            try:
+                arr = np.load(path, allow_pickle=False)  # never unpickles: an untrusted file runs no code
+            except (OSError, ValueError) as e:
+                raise ValueError(f"{path}: cannot read the mean array ({e})") from None
         arr = np.asarray(arr, dtype=np.float32)
         where = path
     if arr.ndim != 4 or arr.shape[0] != 3:
@@ -310,5 +362,5 @@ def resolve_run_spec(model: Optional[torch.nn.Module] = None, *, device=None, pr
                    compile=bool(compile))
 
 
-__all__ = ["AUTO_PRECISION", "CHANNEL_ORDERS", "ClipSpec", "MODALITIES", "PRECISIONS", "RunSpec", "TAILS", "best_device",
+__all__ = ["AUTO_PRECISION", "CHANNEL_ORDERS", "ClipSpec", "MODALITIES", "PRECISIONS", "read_binaryproto", "RunSpec", "TAILS", "best_device",
            "load_mean_array", "resolve_clip_spec", "resolve_cfg", "resolve_device", "resolve_precision", "resolve_run_spec"]

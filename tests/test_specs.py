@@ -109,6 +109,35 @@ def test_bgr_flips_channels_before_normalisation(make_video):
     assert not torch.allclose(bgr, rgb, atol=0.1)  # coloured frames: the flip is visible
 
 
+def write_blob_proto(path, cube: np.ndarray):
+    """A C3D mean file written by hand (caffe.proto BlobProto: num, channels, length, height, width = fields 1-5
+    as varints, data = field 6, packed little-endian floats): no protobuf library in hub3d or its tests."""
+    def varint(n):
+        out = b""
+        while True:
+            out += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
+            n >>= 7
+            if not n:
+                return out
+    header = b"".join(bytes([f << 3]) + varint(v) for f, v in zip((1, 2, 3, 4, 5), (1, *cube.shape)))
+    data = cube.astype("<f4").tobytes()
+    path.write_bytes(header + bytes([6 << 3 | 2]) + varint(len(data)) + data)
+    return path
+
+
+def test_caffe_mean_cube_loads_as_a_mean_array(lossless, tmp_path):
+    cube = np.random.default_rng(0).uniform(80, 120, (3, 5, 24, 30)).astype(np.float32)
+    proto = write_blob_proto(tmp_path / "sport1m_train16_128_mean.binaryproto", cube)
+    assert np.array_equal(hub3d.specs.load_mean_array(str(proto)), cube)
+    path = lossless(10)
+    from_proto = next(iter_clips(path, CFG, resize=(24, 30), mean_array=str(proto))).clip
+    from_array = next(iter_clips(path, CFG, resize=(24, 30), mean_array=cube)).clip
+    assert torch.equal(from_proto, from_array)
+    proto.write_bytes(proto.read_bytes()[:100])  # cut short
+    with pytest.raises(ValueError, match=f"{proto}: not a Caffe mean file \\(truncated data\\)"):
+        hub3d.specs.load_mean_array(str(proto))
+
+
 def test_mean_array_is_cropped_with_the_frames_and_subtracted_per_frame(lossless, tmp_path):
     path = lossless(10)
     # resize (24, 30) then center crop 16: offsets (4, 7). Each (t, y, x) of the cube is distinct.

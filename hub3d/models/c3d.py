@@ -124,7 +124,7 @@ def infer_arch_kwargs(state_dict: dict) -> dict:
 
 # Caffe C3D subtracts the Sports-1M mean cube (sport1m_train16_128_mean.binaryproto, 3x16x128x171) from BGR 0-255
 # frames. hub3d does not ship the cube: its per-channel means (DavideA/c3d-pytorch issue #1, from c3d_mean.npy),
-# B 90.25, G 97.66, R 101.41, approximate it.
+# B 90.25, G 97.66, R 101.41, approximate it; the released file itself loads as mean_array= (hub3d.specs).
 SPORTS1M_MEAN_BGR = (90.25, 97.66, 101.41)
 
 
@@ -158,7 +158,9 @@ FAMILY = Family("c3d", remap_state_dict=remap_state_dict, infer_arch_kwargs=infe
             notes=(
                 "Verified: the architecture and key names (DavideA C3D_model.py), 128x171 resize, 112 crop, 16 "
                 "frames, 0-255 values, BGR order (the Caffe model's). Not verified: the mean is the per-channel "
-                "average of the Sports-1M mean cube, not the cube itself (which varies over time and space); "
+                "average of the Sports-1M mean cube, not the cube itself (which varies over time and space; "
+                "with the release's sport1m_train16_128_mean.binaryproto, pass mean_array=<that file> and "
+                "mean=(0, 0, 0) for the exact Caffe preprocessing); "
                 "DavideA's own predict.py subtracts no mean and feeds RGB (its issue #1 shows the fix). The 487 "
                 "class names are the Sports-1M dataset's labels.txt (gtoderici/sports-1m-dataset, CC BY 3.0), "
                 "label i = fc8 output i, the list DavideA's predict.py reads."
