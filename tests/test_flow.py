@@ -217,3 +217,14 @@ def test_flow_progress_counts_the_frames_to_compute(make_video, tmp_path):
     bar = _flow_bar(True, [np.zeros((4, 8, 8, 3), np.uint8)], spec)  # in-memory frames: total unknown
     assert bar.total is None
     bar.close()
+
+
+def test_two_stream_api_fails_a_video_either_stream_fails(make_video):
+    rgb, fl = flow_model("i3d", seed=1), flow_model("i3d_flow", seed=2)
+    one_frame = str(make_video(num_frames=1))  # RGB loop-pads it; flow has no pair of frames
+    good = str(make_video(frames=shifted_frames(9, shift=1), fps=10))
+    with pytest.warns(UserWarning, match=f"skipped {one_frame}"):
+        results = hub3d.classify_two_stream(rgb, fl, [one_frame, good], on_error="skip", threads=1)
+    assert [r.video for r in results] == [good] and results[0].n_clips == 2
+    with pytest.raises(VideoError, match=one_frame):
+        hub3d.classify_two_stream(rgb, fl, [one_frame], threads=1)
