@@ -234,7 +234,7 @@ def extract_dataset(
     (hub3d.specs.resolve_clip_spec); batch_size / device / precision / threads: as there too.
     shard: "auto" (torchrun / Slurm array variables, else everything), None (everything), (i, n) or "i/n".
     ray: None/False: this process; True: Ray at $RAY_ADDRESS or a new local cluster; a string: that address.
-    num_workers: decoders per model replica (threads here, CPU tasks under Ray) [1 on cpu, 4 on GPUs].
+    num_workers: decoders per model replica (threads here, CPU tasks under Ray) [cpu: 1, 2 with bf16 (not under Ray: 1); GPUs: 4].
     replicas: Ray model actors [one per GPU; on CPUs one per 4 CPUs]. max_retries: Ray retries per batch.
     Returns the run's summary record plus ``failed`` (video -> error) and ``index`` (written or not).
     """

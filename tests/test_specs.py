@@ -2,6 +2,8 @@
 arrays, two pathways, in-memory videos and pluggable runners."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -227,8 +229,12 @@ def test_run_spec_one_device_rule_one_precision_vocabulary():
         resolve_precision("fp16", torch.device("cpu"))
     with pytest.raises(ValueError, match="precision"):
         resolve_precision("int8", torch.device("cpu"))
-    run = resolve_run_spec(model, precision="bf16", batch_size=3)
+    run = resolve_run_spec(model, precision="bf16", batch_size=3, num_workers=1)
     assert run == RunSpec(torch.device("cpu"), "bf16", 3, 1, None, True) and run.dtype is torch.bfloat16
+    # Decoders by default: one next to an fp32 model on cpu, two next to a bf16 one (decoding is then the
+    # bottleneck) when there are 2+ cores.
+    assert resolve_run_spec(model).num_workers == 1
+    assert resolve_run_spec(model, precision="bf16").num_workers == (2 if (os.cpu_count() or 1) >= 2 else 1)
     with pytest.raises(ValueError, match="batch_size"):
         resolve_run_spec(model, batch_size=0)
     if not torch.cuda.is_available():

@@ -32,7 +32,7 @@ def engine_options(fn):
         click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16", "auto"]), default="fp32",
                      show_default=True,
                      help="auto: bf16 where the device runs it natively (AMX/AVX512-BF16 CPUs, CUDA >= 8.0), else fp32."),
-        click.option("--num-workers", type=click.IntRange(min=1), help="Decoder threads [1 on cpu, 4 on GPUs]."),
+        click.option("--num-workers", type=click.IntRange(min=1), help="Decoder threads [cpu: 1, 2 with bf16; GPUs: 4]."),
         click.option("--threads", type=click.IntRange(min=1),
                      help="The model's torch threads [cpu: all cores, less one per decoder when 2+ remain]."),
         click.option("--skip-existing", is_flag=True, help="Resume: skip videos whose outputs already exist."),
