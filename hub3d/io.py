@@ -29,6 +29,10 @@ PathLike = Union[str, os.PathLike]
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .m4v .mov .avi .mkv .webm .mpg .mpeg .mpe .flv .wmv .3gp .3g2 .ts .mts .m2ts .ogv .vob .gif".split()
 )
+# Frame folders: images in one folder are one video's frames (hub3d.video reads them); optical flow as the
+# two-stream originals store it may also sit in subfolder pairs (x/ y/, ...) of the video's folder.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+FLOW_SUBFOLDERS = (("x", "y"), ("u", "v"), ("flow_x", "flow_y"))
 TMP_MARKER = ".tmp"
 
 
@@ -189,8 +193,23 @@ def _read_list_file(path: Path) -> list[str]:
     return out
 
 
+def _is_frame_folder(folder: Path) -> bool:
+    if any(f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file() for f in folder.iterdir()):
+        return True
+    return any((folder / x).is_dir() and (folder / y).is_dir() for x, y in FLOW_SUBFOLDERS)
+
+
+def frame_folders(root: Path) -> list[str]:
+    """The frame folders at or below root, sorted: each folder holding images (or x/ y/ flow subfolders) is one
+    video, and is not searched further (its x/ and y/ are its flow, not two more videos)."""
+    if _is_frame_folder(root):
+        return [str(root)]
+    return [f for d in sorted(p for p in root.iterdir() if p.is_dir()) for f in frame_folders(d)]
+
+
 def expand_video_paths(inputs: Iterable[PathLike], extensions=VIDEO_EXTENSIONS) -> list[str]:
-    """Turn files, directories (searched recursively for video extensions), globs and list files into paths.
+    """Turn files, directories (searched recursively for video extensions; a tree without any: its frame folders,
+    see :func:`frame_folders`), globs and list files into paths.
 
     A list file is given as ``@list.txt``: one path per line (a bare ``.txt`` file raises VideoError saying so). Order is kept (directories
     and globs sorted), duplicates dropped. A path that does not exist is kept as it is, so that the caller
@@ -215,9 +234,10 @@ def expand_video_paths(inputs: Iterable[PathLike], extensions=VIDEO_EXTENSIONS) 
         elif os.path.isdir(item):
             found = sorted(
                 str(p) for p in Path(item).rglob("*") if p.suffix.lower() in extensions and p.is_file()
-            )
+            ) or frame_folders(Path(item))
             if not found:
-                raise FileNotFoundError(f"{item}: no video files in this directory (looked for {_ext_hint()})")
+                raise FileNotFoundError(f"{item}: no video files or frame folders in this directory (looked for "
+                                        f"{_ext_hint()}, or folders of {', '.join(IMAGE_EXTENSIONS)} images)")
             for p in found:
                 add(p)
         elif glob.has_magic(item) and not os.path.exists(item):

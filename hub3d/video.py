@@ -26,10 +26,10 @@ from typing import NamedTuple, Optional, Union
 import numpy as np
 
 from .errors import VideoError  # noqa: F401  (hub3d.video.VideoError, as before)
+from .io import FLOW_SUBFOLDERS, IMAGE_EXTENSIONS
 
 PathLike = Union[str, os.PathLike]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 DEFAULT_FOLDER_FPS = 25.0
 _EPS = 1e-6  # seconds: slack for float timestamps compared with start/end and the resampling grid
 
@@ -100,7 +100,6 @@ def _frame_files(folder: Path) -> list[Path]:
 # The flow component in a file name: one x/y (or u/v) letter standing alone, as in flow_x_00001.jpg (denseflow,
 # MMAction2), x_00001.jpg, VID-000001x.jpg (piergiaj's Charades flow); or subfolders x/ y/ (u/ v/, flow_x/ flow_y/).
 _FLOW_LETTER = re.compile(r"(?<![A-Za-z])([xyuv])(?![A-Za-z])")
-_FLOW_DIRS = (("x", "y"), ("u", "v"), ("flow_x", "flow_y"))
 
 
 def flow_pairs(folder: PathLike) -> Optional[list[tuple[Path, Path]]]:
@@ -108,7 +107,7 @@ def flow_pairs(folder: PathLike) -> Optional[list[tuple[Path, Path]]]:
     not hold flow (no subfolder pair and no x/y file pair). Raises VideoError for a flow folder with an unpaired
     image (a missing x or y file)."""
     folder = Path(folder)
-    for xd, yd in _FLOW_DIRS:
+    for xd, yd in FLOW_SUBFOLDERS:
         if (folder / xd).is_dir() and (folder / yd).is_dir():
             xs, ys = _frame_files(folder / xd), _frame_files(folder / yd)
             if [p.name for p in xs] != [p.name for p in ys]:

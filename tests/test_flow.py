@@ -228,3 +228,23 @@ def test_two_stream_api_fails_a_video_either_stream_fails(make_video):
     assert [r.video for r in results] == [good] and results[0].n_clips == 2
     with pytest.raises(VideoError, match=one_frame):
         hub3d.classify_two_stream(rgb, fl, [one_frame], threads=1)
+
+
+def test_cli_takes_a_tree_of_flow_folders(tmp_path, make_frame_folder):
+    from hub3d.io import expand_video_paths, frame_folders
+    from hub3d.publish import save_pretrained
+
+    root = tmp_path / "flow"
+    flows = np.random.default_rng(2).integers(0, 256, (6, 40, 48, 2), dtype=np.uint8)
+    a = write_flow_folder(root / "a", flows, "denseflow")
+    b = write_flow_folder(root / "b", flows[:4], "subfolders")  # its x/ and y/ are its flow, not two videos
+    assert frame_folders(root) == [str(a), str(b)] and expand_video_paths([root]) == [str(a), str(b)]
+    rgb = make_frame_folder(num_frames=3)  # an RGB frame folder is one video too
+    assert expand_video_paths([rgb]) == [str(rgb)]
+    model_dir = tmp_path / "model"
+    save_pretrained(flow_model(), model_dir)
+    out = tmp_path / "feats"
+    r = CliRunner().invoke(main, ["features", str(root), "-m", str(model_dir), "--out-dir", str(out), "-q",
+                                  "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    assert np.load(out / "a.npy").shape == (1, 1024) and np.load(out / "b.npy").shape == (1, 1024)
