@@ -87,7 +87,7 @@ def estimate_clips(path, spec: ClipSpec) -> Optional[int]:
         return None  # a range: the header's length does not say
     try:
         n = video.declared_frames(path, spec.fps, spec.source_fps)
-        if n is not None and spec.modality == "flow" and not _stored_flow(path):
+        if n is not None and spec.modality == "flow" and not video.is_flow_folder(path):
             n -= 1  # computed flow: one frame per pair of frames
     except (video.VideoError, OSError):
         return None
@@ -154,16 +154,12 @@ def iter_clips(
         yield from spec_clips(os.fspath(path), spec, coverage)
 
 
-def _stored_flow(path) -> bool:
-    return os.path.isdir(path) and video.flow_pairs(path) is not None
-
-
 def spec_clips(path: str, spec: ClipSpec, coverage: Optional[video.Coverage] = None,
                flow_progress=None) -> Iterator[Clip]:
     """The clips of one video file or frame folder under a resolved ClipSpec (coverage: see video.Coverage).
     A flow spec reads a stored flow folder, or computes TV-L1 flow from the frames (flow_progress: a tqdm-like
     bar advanced per flow frame)."""
-    stored = _stored_flow(path)
+    stored = video.is_flow_folder(path)
     if stored and spec.modality != "flow":
         raise video.VideoError(path, "holds optical-flow frames (x/y image pairs): a flow model such as i3d_flow "
                                      "reads them, not an RGB one")

@@ -32,7 +32,7 @@ from . import io
 from .clips import Clip, array_clips, estimate_clips, iter_clips, spec_clips  # noqa: F401  (iter_clips: hub3d.iter_clips)
 from .errors import VideoError
 from .specs import ClipSpec, RunSpec, resolve_clip_spec, resolve_device, resolve_precision, resolve_run_spec
-from .video import Coverage, declared_frames, flow_pairs
+from .video import Coverage, declared_frames, is_flow_folder
 
 PathLike = Union[str, os.PathLike]
 # One video for the engine: a file or frame folder, uint8 frames (T, H, W, 3) in memory, or a zero-argument
@@ -551,7 +551,7 @@ def _flow_bar(progress, videos, spec: ClipSpec):
         try:
             if not isinstance(v, (str, os.PathLike)):
                 counts.append(None)
-            elif os.path.isdir(v) and flow_pairs(v) is not None:
+            elif is_flow_folder(v):
                 counts.append(0)  # stored flow: nothing to compute
             else:
                 n = declared_frames(v, spec.fps, spec.source_fps)

@@ -46,7 +46,7 @@ def _clip_columns(clip) -> dict:
     return {"clip": clip.numpy()}
 
 
-def _row(vid, started, index=-1, last=False, frames=(0, 0), seconds=(0.0, 0.0), clips=None, error=""):
+def _row(vid, started, clips: dict, index=-1, last=False, frames=(0, 0), seconds=(0.0, 0.0), error=""):
     return {"vid": vid, "index": index, "last": last, "frames": np.asarray(frames, np.int64),
             "seconds": np.asarray(seconds, np.float64), **clips, "error": error, "started": started,
             "complete": True, "decoded": np.nan, "declared": np.nan}
@@ -72,11 +72,11 @@ def decode_video(row, *, spec, shapes):
         for c in spec_clips(video, spec, coverage):
             if prev is not None:
                 yield prev
-            prev = _row(vid, started, c.index, False, c.frames, c.seconds, _clip_columns(c.clip))
+            prev = _row(vid, started, _clip_columns(c.clip), c.index, False, c.frames, c.seconds)
         if prev is None:
             raise ValueError("no clips" + _no_clip_hint(spec))
     except Exception as e:  # noqa: BLE001  (this video fails, reported by path; the others go on)
-        yield _row(vid, started, clips={k: np.zeros(v, np.float32) for k, v in shapes.items()},
+        yield _row(vid, started, {k: np.zeros(v, np.float32) for k, v in shapes.items()},
                    error=str(_as_video_error(video, e)))
         return
     prev["last"] = True

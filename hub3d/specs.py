@@ -369,5 +369,6 @@ def resolve_run_spec(model: Optional[torch.nn.Module] = None, *, device=None, pr
                    compile=bool(compile))
 
 
-__all__ = ["AUTO_PRECISION", "CHANNEL_ORDERS", "ClipSpec", "MODALITIES", "PRECISIONS", "read_binaryproto", "RunSpec", "TAILS", "best_device",
-           "load_mean_array", "resolve_clip_spec", "resolve_cfg", "resolve_device", "resolve_precision", "resolve_run_spec"]
+__all__ = ["AUTO_PRECISION", "CHANNEL_ORDERS", "ClipSpec", "MODALITIES", "PRECISIONS", "RunSpec", "TAILS",
+           "best_device", "default_workers", "load_mean_array", "read_binaryproto", "resolve_cfg", "resolve_clip_spec",
+           "resolve_device", "resolve_precision", "resolve_run_spec"]

@@ -132,6 +132,18 @@ def flow_pairs(folder: PathLike) -> Optional[list[tuple[Path, Path]]]:
     return [(v["x"], v["y"]) for _, v in pairs]
 
 
+def is_flow_folder(source: PathLike) -> bool:
+    """Is ``source`` a folder of stored optical flow (see flow_pairs)? False for files and RGB frame folders;
+    VideoError for a flow folder with an unpaired image."""
+    return os.path.isdir(source) and flow_pairs(source) is not None
+
+
+def _folder_frames(path: Path) -> tuple[list, bool]:
+    """(items, is_flow) of a frame folder: its image files in frame order, or its (x, y) flow pairs."""
+    pairs = flow_pairs(path)
+    return (_frame_files(path), False) if pairs is None else (pairs, True)
+
+
 def _pil():
     try:
         from PIL import Image
@@ -193,14 +205,14 @@ def probe(source: PathLike, *, source_fps: Optional[float] = None) -> VideoInfo:
     """Read a video's header (and decode its first frame, for rotation and the real pixel format)."""
     path = _check_path(source)
     if path.is_dir():
-        pairs = flow_pairs(path)
-        files = _frame_files(path) if pairs is None else [x for x, _ in pairs]
+        items, is_flow = _folder_frames(path)
+        files = [x for x, _ in items] if is_flow else items
         Image = _pil()
 
         try:
             with Image.open(files[0]) as im:
                 width, height = im.size
-                mode = im.mode if pairs is None else "flow"  # (x, y) grayscale pairs
+                mode = "flow" if is_flow else im.mode  # flow: (x, y) grayscale pairs
         except OSError as e:
             raise VideoError(files[0], f"not a readable image ({e})") from e
         fps = float(source_fps or DEFAULT_FOLDER_FPS)
@@ -238,8 +250,7 @@ def declared_frames(source: PathLike, fps: Optional[float] = None, source_fps: O
     front), resampled to ``fps`` if given; None when the header does not say (or the file cannot be opened)."""
     path = Path(source)
     if path.is_dir():
-        pairs = flow_pairs(path)
-        n = len(_frame_files(path)) if pairs is None else len(pairs)
+        n = len(_folder_frames(path)[0])
         return n if fps is None else int(round(n / float(source_fps or DEFAULT_FOLDER_FPS) * fps))
     container = _open(path)
     try:
@@ -357,10 +368,10 @@ def _read_image(file: Path, mode: str) -> np.ndarray:
 def _decode_folder(path: Path, fps: float, start: Optional[float], end: Optional[float]):
     """Frame-folder twin of _decode_file: image i (or flow pair i) has time i / fps."""
     shape = []
-    pairs = flow_pairs(path)
+    items, is_flow = _folder_frames(path)
 
     def load(item):
-        if pairs is None:
+        if not is_flow:
             image = _read_image(item, "RGB")
         else:  # grayscale x and y images -> one (H, W, 2) flow frame
             x, y = (_read_image(f, "L") for f in item)
@@ -369,13 +380,13 @@ def _decode_folder(path: Path, fps: float, start: Optional[float], end: Optional
                                           f"{x.shape[1]}x{x.shape[0]}")
             image = np.stack([x, y], axis=-1)
         if shape and image.shape != shape[0]:
-            raise VideoError(item if pairs is None else item[0],
+            raise VideoError(item[0] if is_flow else item,
                              f"frame size {image.shape[1]}x{image.shape[0]} differs from the first "
                              f"frame's {shape[0][1]}x{shape[0][0]} in {path}")
         shape[:] = [image.shape]
         return image
 
-    for i, item in enumerate(_frame_files(path) if pairs is None else pairs):
+    for i, item in enumerate(items):
         t = i / fps
         if start is not None and t < start - _EPS:
             continue

@@ -9,7 +9,7 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell convention
 
 # Commands whose module is costly to import, loaded only when run: `hub3d train` builds its options from the
 # training config, which imports the training engine (torch.utils.data, the inference engine, the decoder).
-# `hub3d --help` lists them with the short help kept here; tests/test_cli_predict checks it against the command's.
+# `hub3d --help` lists them with the short help kept here; tests/test_defects_config checks it against the command's.
 LAZY_COMMANDS = {"train": ("hub3d.cli.train", "Train or fine-tune a model (Hara et al.'s recipe; every knob a flag).")}
 
 

@@ -252,11 +252,11 @@ def _plot(result, plot, paths, o):
 def require_flow_extra(net, paths) -> None:
     """A flow model that will compute TV-L1 flow fails now, once, when the flow extra is missing (not per video)."""
     from hub3d.errors import VideoError
-    from hub3d.video import flow_pairs
+    from hub3d.video import is_flow_folder
 
     def stored(path):
         try:
-            return os.path.isdir(path) and flow_pairs(path) is not None
+            return is_flow_folder(path)
         except VideoError:
             return True  # a broken flow folder: the engine reports it, naming the image
 
