@@ -6,8 +6,8 @@ import click
 
 @click.command("export")
 @click.argument("model")
-@click.option("--pretrained", "-p", default="kinetics", show_default=True,
-              help="Weights: a tag, a checkpoint file, or 'none' (random).")
+@click.option("--pretrained", "-p", default="default", show_default=True,
+              help="Weights: a tag (default: the model's own first tag), a checkpoint file, or 'none' (random).")
 @click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript", "export"]), default="onnx",
               show_default=True, help="ONNX, TorchScript (traced) or a torch.export program (.pt2).")
 @click.option("--clip", help="TxHxW to export at [the weights' clip_len x crop_size].")

@@ -20,8 +20,9 @@ def engine_options(fn):
         click.argument("videos", nargs=-1, required=True),
         click.option("--model", "-m", default="resnet3d_34", show_default=True,
                      help="Model name, or a hub3d model directory/file, or hf-hub:org/name."),
-        click.option("--pretrained", "-p", default="kinetics", show_default=True,
-                     help="Weights: a tag (kinetics, kinetics700, ...), a checkpoint file, or 'none' (random)."),
+        click.option("--pretrained", "-p", default="default", show_default=True,
+                     help="Weights: a tag (default: the model's own first tag, e.g. kinetics400, sports1m for c3d; "
+                          "kinetics, kinetics700, ...), a checkpoint file, or 'none' (random)."),
         click.option("--clip-len", type=click.IntRange(min=1), help="Frames per clip [weights' default]."),
         click.option("--stride", type=click.IntRange(min=1), help="Frames between clip starts [clip length]."),
         click.option("--tail", type=click.Choice(["loop", "drop", "2017"]), default="loop", show_default=True,

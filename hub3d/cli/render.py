@@ -9,7 +9,8 @@ import click
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="The labelled video to write.")
 @click.option("--model", "-m", default="resnet3d_34", show_default=True,
               help="Model name, or a hub3d model directory/file, or hf-hub:org/name.")
-@click.option("--pretrained", "-p", default="kinetics", show_default=True, help="Weights: a tag, a file, or 'none'.")
+@click.option("--pretrained", "-p", default="default", show_default=True,
+              help="Weights: a tag (default: the model's own first tag), a file, or 'none'.")
 @click.option("--clip-len", type=click.IntRange(min=1), help="Frames per clip [weights' default].")
 @click.option("--stride", type=click.IntRange(min=1), help="Frames between clip starts [clip length].")
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=8, show_default=True)
