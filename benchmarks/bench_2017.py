@@ -210,34 +210,37 @@ def warm(videos, checkpoint, runs, precisions) -> list[dict]:
     rows.append({"part": "decode-only (iter_clips, 1 thread)", "precision": "-", "median_s": decode_s,
                  "times_s": [round(t, 3) for t in times], "clips": len(clips)})
     for precision in precisions:
-        runner = ClipRunner(model, "probs", "cpu", precision)
-        batches = [torch.stack(clips[i:i + 8]) for i in range(0, len(clips), 8)]
-        torch.set_num_threads(cpu_model_threads(torch_threads, 1))  # what the engine gives the model
-        try:
-            runner(batches[0])  # warm-up (oneDNN primitive creation)
+        for fold in (True, False):  # BatchNorm folded into the convolutions (the engine's default), and not
+            how = "" if fold else ", BatchNorm not folded"
+            runner = ClipRunner(model, "probs", "cpu", precision, fold_bn=fold)
+            batches = [torch.stack(clips[i:i + 8]) for i in range(0, len(clips), 8)]
+            torch.set_num_threads(cpu_model_threads(torch_threads, 1))  # what the engine gives the model
+            try:
+                runner(batches[0])  # warm-up (oneDNN primitive creation, folding)
+                times = []
+                for _ in range(runs):
+                    t = time.perf_counter()
+                    for b in batches:
+                        runner(b)
+                    times.append(time.perf_counter() - t)
+            finally:
+                torch.set_num_threads(torch_threads)
+            model_s = median(times)
+            rows.append({"part": f"model-only (ClipRunner, batch 8{how})", "precision": precision,
+                         "median_s": model_s, "times_s": [round(t, 3) for t in times], "clips": len(clips)})
+            engine = dict(precision=precision, **clip_kw, **({} if fold else {"runner": runner}))
+            hub3d.classify(model, videos[-1], **engine)  # warm-up
             times = []
             for _ in range(runs):
                 t = time.perf_counter()
-                for b in batches:
-                    runner(b)
+                hub3d.classify(model, videos, **engine)
                 times.append(time.perf_counter() - t)
-        finally:
-            torch.set_num_threads(torch_threads)
-        model_s = median(times)
-        rows.append({"part": "model-only (ClipRunner, batch 8)", "precision": precision, "median_s": model_s,
-                     "times_s": [round(t, 3) for t in times], "clips": len(clips)})
-        hub3d.classify(model, videos[-1], precision=precision, **clip_kw)  # warm-up
-        times = []
-        for _ in range(runs):
-            t = time.perf_counter()
-            hub3d.classify(model, videos, precision=precision, **clip_kw)
-            times.append(time.perf_counter() - t)
-        e2e = median(times)
-        rows.append({"part": "end-to-end (hub3d.classify)", "precision": precision, "median_s": e2e,
-                     "times_s": [round(t, 3) for t in times], "clips": len(clips),
-                     "e2e_over_model": e2e / model_s})
-        print(f"  {precision}: decode {decode_s:.2f} s, model {model_s:.2f} s, end-to-end {e2e:.2f} s "
-              f"(x{e2e / model_s:.2f} of model-only)", flush=True)
+            e2e = median(times)
+            rows.append({"part": f"end-to-end (hub3d.classify{how})", "precision": precision, "median_s": e2e,
+                         "times_s": [round(t, 3) for t in times], "clips": len(clips),
+                         "e2e_over_model": e2e / model_s})
+            print(f"  {precision}{how}: decode {decode_s:.2f} s, model {model_s:.2f} s, end-to-end {e2e:.2f} s "
+                  f"(x{e2e / model_s:.2f} of model-only)", flush=True)
     return rows
 
 

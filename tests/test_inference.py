@@ -347,3 +347,126 @@ def test_cuda_fp16_and_bf16_match_cpu(model, video):
         np.testing.assert_array_equal(gpu.clip_frames, cpu.clip_frames)
     feats = hub3d.extract_features(copy.deepcopy(model), path, device="cuda")[0]
     assert feats.features.shape == (cpu.n_clips, model.num_features)
+
+
+# A model of each family with BatchNorm (and the nested-block variants): folding must find the conv -> BatchNorm
+# pairs and keep the outputs. Spatial size 32 keeps the forwards small. (c3d has no BatchNorm; wide_resnet3d is
+# resnet3d's blocks, wider.)
+FOLD_MODELS = ["resnet3d_10", "motion_demo", "preact_resnet3d_18", "resnext3d_50", "densenet3d_121", "resnet2p1d_10",
+               "r2plus1d_18", "mc3_18", "r2plus1d_r50", "slowfast_r50", "csn_r101", "x3d_xs", "efficient_x3d_xs",
+               "s3d", "i3d", "i3d_flow", "p3d_63"]
+
+
+def _random_statistics(net):
+    g = torch.Generator().manual_seed(0)
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            if m.running_mean is not None:
+                m.running_mean.copy_(torch.rand(m.num_features, generator=g) * 0.2 - 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+
+
+def _norms(net) -> int:
+    return sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
+
+
+@pytest.mark.parametrize("name", FOLD_MODELS)
+def test_batchnorm_folding_keeps_every_familys_outputs(name):
+    cfg = hub3d.get_pretrained_cfg(name).replace(resize=32, crop_size=32)
+    torch.manual_seed(0)
+    net = hub3d.create_model(name, pretrained_cfg=cfg).eval()
+    _random_statistics(net)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    channels = 2 if cfg.modality == "flow" else 3
+    clips = [torch.randn(channels, cfg.clip_len, cfg.crop_size, cfg.crop_size) for _ in range(3)]
+    packed = [hub3d.clips.pack_pathways(c, cfg.pathway_alpha) for c in clips]
+    x = [torch.stack(p) for p in zip(*packed)] if cfg.pathway_alpha else torch.stack(clips)
+    plain = inference.ClipRunner(net, "logits", "cpu", fold_bn=False)
+    folded = inference.ClipRunner(net, "logits", "cpu")
+    want, got = plain(x), folded(x)
+    assert plain.folded == 0 and plain.net is net
+    assert folded.folded > 0 and _norms(folded.net) == _norms(net) - folded.folded
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(want).max())))
+    # The caller's model is untouched: same modules, same tensors.
+    assert _norms(net) == sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                              for m in hub3d.create_model(name, pretrained_cfg=cfg).modules())
+    after = net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_only_a_batchnorm_fed_by_a_convolution_is_folded():
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pre = torch.nn.BatchNorm3d(3)  # on the input: nothing to fold into
+            self.a = torch.nn.Conv3d(3, 4, 3, padding=1)
+            self.a_bn = torch.nn.BatchNorm3d(4)  # folds into a
+            self.b = torch.nn.Conv3d(4, 4, 1)
+            self.b_bn = torch.nn.BatchNorm3d(4)  # after a ReLU of b: stays
+            self.shared = torch.nn.Conv3d(4, 4, 1)  # called twice: stays
+            self.shared_bn = torch.nn.BatchNorm3d(4)
+            self.batch_stats = torch.nn.BatchNorm3d(4, track_running_stats=False)  # batch statistics: stays
+
+        def forward_features(self, x):
+            x = self.a_bn(self.a(self.pre(x)))
+            x = self.b_bn(torch.relu(self.b(x)))
+            x = self.shared_bn(self.shared(self.shared(x)))
+            return self.batch_stats(x).mean(dim=(2, 3, 4))
+
+        def forward_head(self, x, pre_logits=False):
+            return x
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    _random_statistics(net)
+    x = torch.randn(2, 3, 4, 8, 8)
+    pairs = inference.conv_bn_pairs(net, x, lambda m, c: m.forward_head(m.forward_features(c)))
+    assert pairs == [("a", "a_bn")]
+    runner = inference.ClipRunner(net, "features", "cpu", channels_last=False)
+    out = runner(x)
+    assert runner.folded == 1 and isinstance(runner.net.a_bn, torch.nn.Identity) and runner.net.a.bias is not None
+    assert isinstance(net.a_bn, torch.nn.BatchNorm3d) and net.a.bias is not None  # its own bias, unchanged
+    np.testing.assert_allclose(out, inference.ClipRunner(net, "features", "cpu", channels_last=False,
+                                                         fold_bn=False)(x), rtol=1e-5, atol=1e-6)
+    no_norms = torch.nn.Sequential(torch.nn.Conv3d(3, 4, 1))
+    no_norms.forward_features, no_norms.forward_head = no_norms.forward, lambda f, pre_logits=False: f
+    runner = inference.ClipRunner(no_norms, "logits", "cpu", channels_last=False)
+    assert runner.net is no_norms and runner.folded == 0
+    np.testing.assert_array_equal(runner(x), no_norms(x).detach().numpy())
+
+
+def test_no_folding_for_intermediate_layers_and_bf16_copies_fold_in_fp32(model):
+    x = torch.randn(2, 3, CLIP_LEN, 32, 32)
+    layer = inference.ClipRunner(model, "features", "cpu", layer=model.feature_layers[0])
+    layer(x)
+    assert layer.folded == 0 and layer.net is model
+    bf16 = inference.ClipRunner(model, "logits", "cpu", "bf16")
+    out = bf16(x)
+    assert bf16.folded > 0 and _norms(bf16.net) == _norms(model) - bf16.folded
+    assert all(p.dtype is torch.bfloat16 for p in bf16.net.parameters())
+    assert all(p.dtype is torch.float32 for p in model.parameters())
+    ref = inference.ClipRunner(model, "logits", "cpu", fold_bn=False)(x)
+    np.testing.assert_allclose(out, ref, atol=0.1 * float(np.abs(ref).max()) + 0.05)
+
+
+def test_folded_copy_is_reused_until_the_models_tensors_change(model):
+    x = torch.randn(2, 3, CLIP_LEN, 32, 32)
+    first = inference.ClipRunner(model, "logits", "cpu")
+    out = first(x)
+    again = inference.ClipRunner(model, "logits", "cpu")
+    assert np.array_equal(again(x), out) and again.net is first.net  # folded once
+    norm = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm3d))
+    saved = norm.running_var.clone()
+    try:
+        with torch.no_grad():
+            norm.running_var.mul_(4)  # in place, as training or load_state_dict would
+        changed = inference.ClipRunner(model, "logits", "cpu")
+        new = changed(x)
+        assert changed.net is not first.net and not np.allclose(new, out)
+        np.testing.assert_allclose(new, inference.ClipRunner(model, "logits", "cpu", fold_bn=False)(x),
+                                   rtol=1e-4, atol=1e-5)
+    finally:
+        with torch.no_grad():
+            norm.running_var.copy_(saved)
