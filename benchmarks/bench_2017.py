@@ -209,11 +209,11 @@ def warm(videos, checkpoint, runs, precisions) -> list[dict]:
     decode_s = median(times)
     rows.append({"part": "decode-only (iter_clips, 1 thread)", "precision": "-", "median_s": decode_s,
                  "times_s": [round(t, 3) for t in times], "clips": len(clips)})
+    batches = [torch.stack(clips[i:i + 8]) for i in range(0, len(clips), 8)]
     for precision in precisions:
         for fold in (True, False):  # BatchNorm folded into the convolutions (the engine's default), and not
             how = "" if fold else ", BatchNorm not folded"
             runner = ClipRunner(model, "probs", "cpu", precision, fold_bn=fold)
-            batches = [torch.stack(clips[i:i + 8]) for i in range(0, len(clips), 8)]
             torch.set_num_threads(cpu_model_threads(torch_threads, 1))  # what the engine gives the model
             try:
                 runner(batches[0])  # warm-up (oneDNN primitive creation, folding)

@@ -267,8 +267,9 @@ class ClipRunner:
         n = len(x[0] if pathways else x)
         if n == 1 and self.pad_single:  # see the class doc
             x = [torch.cat([p, p]) for p in x] if pathways else torch.cat([x, x])
-        if self._fold_pending:
-            self._prepare([self._input(p) for p in x] if pathways else self._input(x))
+        if self._fold_pending:  # the fp32 batch on the device finds the pairs, then runs (cast if need be)
+            x = [self._input(p) for p in x] if pathways else self._input(x)
+            self._prepare(x)
         x = [self._input(p, self._net_dtype) for p in x] if pathways else self._input(x, self._net_dtype)
         with self._autocast():
             out = self._forward(x)
