@@ -1,4 +1,4 @@
 """`python -m hub3d ...` is the `hub3d` command."""
-from .cli import main
+from .cli import console
 
-main()
+console()

@@ -122,6 +122,13 @@ def pack_pathways(clip: torch.Tensor, alpha: Optional[int]) -> ClipInput:
     return [slow, clip]
 
 
+def example_clip(spec: ClipSpec) -> ClipInput:
+    """A zero clip of the shape the spec's clips have, (C, T, crop_h, crop_w) or [slow, fast]: what a model can be
+    prepared with before the first real clip is decoded."""
+    h, w = (spec.crop_size, spec.crop_size) if isinstance(spec.crop_size, int) else spec.crop_size
+    return pack_pathways(torch.zeros(spec.channels, spec.clip_len, h, w), spec.pathway_alpha)
+
+
 def iter_clips(
     video: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]],
     cfg_or_model,

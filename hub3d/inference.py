@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from . import io
-from .clips import Clip, array_clips, estimate_clips, iter_clips, spec_clips  # noqa: F401  (iter_clips: hub3d.iter_clips)
+from .clips import Clip, array_clips, estimate_clips, example_clip, iter_clips, spec_clips  # noqa: F401  (iter_clips: hub3d.iter_clips)
 from .errors import VideoError
 from .specs import ClipSpec, RunSpec, resolve_clip_spec, resolve_device, resolve_precision, resolve_run_spec
 from .video import Coverage, declared_frames, is_flow_folder
@@ -180,8 +180,9 @@ class ClipRunner:
     off. Costs one clip per short batch; runs of batch size 1 (:meth:`for_run`) skip it.
 
     ``fold_bn`` (default on): every BatchNorm fed directly by a convolution is folded into it (see
-    :func:`fold_batchnorm`) in a copy of the model that shares its other tensors; found at the first batch by
-    running its first clip (a quarter-size crop of it where the model takes one; see :func:`fold_pairs`).
+    :func:`fold_batchnorm`) in a copy of the model that shares its other tensors; found by running one clip
+    (a quarter-size crop of it where the model takes one; see :func:`fold_pairs`): a zero clip of the spec's
+    shape that the engine passes to :meth:`prepare` before the first batch, else the first batch's first clip.
     ``.folded`` says how many. Outputs move by float rounding only (~1e-6 relative); ``fold_bn=False`` runs
     the model as it is. Never with ``layer`` (an intermediate may be a convolution's own output).
     """
@@ -233,8 +234,19 @@ class ClipRunner:
             self._net_dtype = torch.bfloat16 if bf16 else None
         self.folded = len(pairs)
 
+    def prepare(self, example) -> None:
+        """Fold (and cast) now rather than at the first batch, from ``example``, a batch of the clips' shape (the
+        engine passes zeros while its decoders fill the first batch: on a 2-core CPU that hides the ~0.2 s).
+        A model the example does not fit is prepared at its first batch, as without this call."""
+        if not self._fold_pending:
+            return
+        try:
+            self._prepare([self._input(p) for p in example] if isinstance(example, list) else self._input(example))
+        except (RuntimeError, ValueError):
+            self._fold_pending = True
+
     def _prepare(self, x):
-        """At the first batch (on the device, fp32): the conv -> BatchNorm pairs, from one clip (see fold_pairs)."""
+        """The conv -> BatchNorm pairs, from one clip of the fp32 batch x on the device (see fold_pairs)."""
         self._fold_pending = False
         one = [p[:1] for p in x] if isinstance(x, list) else x[:1]
         self._make_net(fold_pairs(self.model, one, self._eager_on))
@@ -610,6 +622,10 @@ def run_clips(
     elif run.threads:
         torch.set_num_threads(run.threads)
     try:
+        prepare = getattr(runner, "prepare", None)
+        if prepare is not None:
+            clip = example_clip(spec)
+            prepare([p[None] for p in clip] if isinstance(clip, list) else clip[None])
         alive = len(producer.threads)
         while alive or batch:
             if alive:

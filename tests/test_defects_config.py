@@ -336,6 +336,23 @@ def test_cli_zoo_commands_import_nothing_heavy(args):
         assert "layer4: 512x1x4x4" in out.stdout  # from the table, as traced
 
 
+@pytest.mark.parametrize("args, code", [(["list"], 0), (["no-such-command"], 2)])
+def test_console_script_keeps_exit_codes_and_skips_the_last_collections(args, code):
+    """setup.cfg's `hub3d` is cli.console: the click group as the process, then gc.freeze() (torch's objects are
+    not walked again at exit); atexit handlers still run."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    assert cfg["options.entry_points"]["console_scripts"].strip() == "hub3d = hub3d.cli:console"
+    script = ("import atexit, gc, sys\natexit.register(lambda: print('FROZEN', gc.get_freeze_count() > 0))\n"
+              f"sys.argv = ['hub3d', *{args!r}]\nfrom hub3d.cli import console\nconsole()")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    assert out.returncode == code, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "FROZEN True"
+
+
 def test_lazy_commands_keep_their_own_short_help():
     from click.testing import CliRunner
 

@@ -470,3 +470,67 @@ def test_folded_copy_is_reused_until_the_models_tensors_change(model):
     finally:
         with torch.no_grad():
             norm.running_var.copy_(saved)
+
+
+def test_engine_prepares_the_folded_model_before_the_first_batch(model, video):
+    """run_clips hands the runner a zero batch of the spec's clip shape before the first batch (while the
+    decoders work), so every batch runs on the folded copy; the outputs are those of a runner folded at its
+    first batch."""
+    runner = inference.ClipRunner(model, "probs", "cpu")
+    events = []
+
+    class Recording:
+        device = runner.device
+
+        def prepare(self, example):
+            events.append(("prepare", tuple(example.shape), runner.folded))
+            runner.prepare(example)
+
+        def __call__(self, batch):
+            events.append(("batch", tuple(batch.shape[2:]), runner.folded))
+            return runner(batch)
+
+    path = video(3 * CLIP_LEN)
+    got = hub3d.classify(model, path, runner=Recording(), batch_size=2)[0]
+    want = hub3d.classify(model, path, batch_size=2)[0]
+    folded = inference.ClipRunner(model, "probs", "cpu")
+    folded(torch.zeros(1, 3, CLIP_LEN, 32, 32))
+    assert events[0] == ("prepare", (1, 3, CLIP_LEN, 32, 32), 0)
+    assert [e[0] for e in events[1:]] == ["batch", "batch"]
+    assert all(e[1:] == ((CLIP_LEN, 32, 32), folded.folded) for e in events[1:]) and folded.folded > 0
+    np.testing.assert_allclose(got.clip_probs, want.clip_probs, rtol=1e-6, atol=1e-7)
+
+
+def test_prepare_with_an_example_the_model_does_not_fit_waits_for_the_first_batch():
+    class FixedSize(torch.nn.Module):  # a classifier sized for 4x8x8 clips: nothing else runs
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = torch.nn.Conv3d(3, 2, 3, padding=1), torch.nn.BatchNorm3d(2)
+            self.fc = torch.nn.Linear(2 * 4 * 8 * 8, 3)
+
+        def forward_features(self, x):
+            return self.bn(self.conv(x)).flatten(1)
+
+        def forward_head(self, x, pre_logits=False):
+            return x if pre_logits else self.fc(x)
+
+    torch.manual_seed(0)
+    net = FixedSize().eval()
+    _random_statistics(net)
+    runner = inference.ClipRunner(net, "logits", "cpu", channels_last=False)
+    runner.prepare(torch.zeros(1, 3, 4, 16, 16))
+    assert runner.folded == 0 and runner.net is net
+    x = torch.randn(2, 3, 4, 8, 8)
+    out = runner(x)
+    assert runner.folded == 1
+    np.testing.assert_allclose(out, net.forward_head(net.forward_features(x)).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_example_clip_has_the_shape_of_the_specs_clips():
+    slowfast = hub3d.clips.resolve_clip_spec(hub3d.get_pretrained_cfg("slowfast_r50"))
+    slow, fast = hub3d.clips.example_clip(slowfast)
+    t, crop, alpha = slowfast.clip_len, slowfast.crop_size, slowfast.pathway_alpha
+    assert tuple(fast.shape) == (3, t, crop, crop) and tuple(slow.shape) == (3, t // alpha, crop, crop)
+    flow = hub3d.clips.resolve_clip_spec(hub3d.get_pretrained_cfg("i3d_flow"), crop_size=(40, 56))
+    clip = hub3d.clips.example_clip(flow)
+    assert tuple(clip.shape) == (2, flow.clip_len, 40, 56) and not bool(clip.any())
