@@ -534,3 +534,17 @@ def test_example_clip_has_the_shape_of_the_specs_clips():
     flow = hub3d.clips.resolve_clip_spec(hub3d.get_pretrained_cfg("i3d_flow"), crop_size=(40, 56))
     clip = hub3d.clips.example_clip(flow)
     assert tuple(clip.shape) == (2, flow.clip_len, 40, 56) and not bool(clip.any())
+
+
+def test_cast_tensors_leaves_the_shared_model_alone_and_keeps_ties():
+    model = torch.nn.Sequential(torch.nn.Conv3d(3, 4, 1), torch.nn.BatchNorm3d(4), torch.nn.Conv3d(4, 4, 1))
+    model.tied = torch.nn.Linear(4, 4)
+    model.tied_again = torch.nn.Linear(4, 4)
+    model.tied_again.weight = model.tied.weight  # one tensor, two modules
+    net = inference.fold_batchnorm(model, [("0", "1")])  # shares every tensor but conv 0's
+    assert net[2].weight is model[2].weight
+    inference.cast_tensors(net, torch.bfloat16)
+    assert all(t.dtype is torch.float32 for t in [*model.parameters(), *model.buffers()] if t.is_floating_point())
+    assert all(t.dtype is torch.bfloat16 for t in [*net.parameters(), *net.buffers()] if t.is_floating_point())
+    assert net.tied.weight is net.tied_again.weight and net.tied.weight is not model.tied.weight
+    assert torch.equal(net[2].weight.float(), model[2].weight.detach().bfloat16().float())
