@@ -122,6 +122,11 @@ def pack_pathways(clip: torch.Tensor, alpha: Optional[int]) -> ClipInput:
     return [slow, clip]
 
 
+def per_pathway(fn, clip: ClipInput) -> ClipInput:
+    """``fn`` applied to a clip or batch tensor, or to each pathway's tensor of a [slow, fast] one."""
+    return [fn(p) for p in clip] if isinstance(clip, (list, tuple)) else fn(clip)
+
+
 def example_clip(spec: ClipSpec) -> ClipInput:
     """A zero clip of the shape the spec's clips have, (C, T, crop_h, crop_w) or [slow, fast]: what a model can be
     prepared with before the first real clip is decoded."""

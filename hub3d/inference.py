@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from . import io
-from .clips import Clip, array_clips, estimate_clips, example_clip, iter_clips, spec_clips  # noqa: F401  (iter_clips: hub3d.iter_clips)
+from .clips import Clip, array_clips, estimate_clips, example_clip, iter_clips, per_pathway, spec_clips  # noqa: F401  (iter_clips: hub3d.iter_clips)
 from .errors import VideoError
 from .specs import ClipSpec, RunSpec, resolve_clip_spec, resolve_device, resolve_precision, resolve_run_spec
 from .video import Coverage, declared_frames, is_flow_folder
@@ -241,15 +241,14 @@ class ClipRunner:
         if not self._fold_pending:
             return
         try:
-            self._prepare([self._input(p) for p in example] if isinstance(example, list) else self._input(example))
+            self._prepare(per_pathway(self._input, example))
         except (RuntimeError, ValueError):
             self._fold_pending = True
 
     def _prepare(self, x):
         """The conv -> BatchNorm pairs, from one clip of the fp32 batch x on the device (see fold_pairs)."""
         self._fold_pending = False
-        one = [p[:1] for p in x] if isinstance(x, list) else x[:1]
-        self._make_net(fold_pairs(self.model, one, self._eager_on))
+        self._make_net(fold_pairs(self.model, per_pathway(lambda p: p[:1], x), self._eager_on))
 
     def _eager(self, x):
         return self._eager_on(self.net, x)
@@ -278,11 +277,11 @@ class ClipRunner:
         pathways = isinstance(x, (list, tuple))
         n = len(x[0] if pathways else x)
         if n == 1 and self.pad_single:  # see the class doc
-            x = [torch.cat([p, p]) for p in x] if pathways else torch.cat([x, x])
+            x = per_pathway(lambda p: torch.cat([p, p]), x)
         if self._fold_pending:  # the fp32 batch on the device finds the pairs, then runs (cast if need be)
-            x = [self._input(p) for p in x] if pathways else self._input(x)
+            x = per_pathway(self._input, x)
             self._prepare(x)
-        x = [self._input(p, self._net_dtype) for p in x] if pathways else self._input(x, self._net_dtype)
+        x = per_pathway(lambda p: self._input(p, self._net_dtype), x)
         with self._autocast():
             out = self._forward(x)
         out = out[:n].float()
@@ -348,7 +347,7 @@ def fold_pairs(model: torch.nn.Module, clip, forward) -> list[tuple[str, str]]:
         h, w = t.shape[-2:]
         return t[..., : max(32, h // 4), : max(32, w // 4)]
 
-    small = [shrunk(p) for p in clip] if isinstance(clip, list) else shrunk(clip)
+    small = per_pathway(shrunk, clip)
     try:
         pairs = conv_bn_pairs(model, small, forward)
     except (RuntimeError, ValueError):  # fixed pooling or classifier sizes: the clip's own size then
@@ -644,8 +643,7 @@ def run_clips(
     try:
         prepare = getattr(runner, "prepare", None)
         if prepare is not None:
-            clip = example_clip(spec)
-            prepare([p[None] for p in clip] if isinstance(clip, list) else clip[None])
+            prepare(per_pathway(lambda p: p[None], example_clip(spec)))
         alive = len(producer.threads)
         while alive or batch:
             if alive:
