@@ -1,8 +1,8 @@
 """Decoding options on the two real sample videos (benchmarks/_samples.py): which is fastest and still exact?
 
 1. PyAV threading: stream.thread_type FRAME / SLICE / AUTO x codec thread_count 1 / 2 / 0 (FFmpeg's auto),
-   decode + to_ndarray(rgb24) at full size; frames/s (median of --repeat) and whether the frames are bit-identical
-   to single-threaded decoding.
+   decode + rgb24 at full size (one VideoReformatter per decode, as hub3d.video); frames/s (median of --repeat)
+   and whether the frames are bit-identical to single-threaded decoding.
 2. Scaling: hub3d's path (full-size rgb24, torch uint8 antialiased bilinear resize of the short side to 112,
    center crop: Preprocess.spatial, what iter_clips does) versus FFmpeg's swscale in the decoder's thread
    (frame.reformat(width, height, "rgb24", interpolation=...)) then the same crop; frames/s and the max abs
@@ -11,7 +11,11 @@
 3. Reduced-resolution decoding: the codec's `lowres` option (FFmpeg supports it in a few decoders, not h264):
    whether the decoded size changes.
 4. torchcodec (optional): its CPU VideoDecoder, if it imports; else the reason.
-5. The split on 2 cores: resnet3d_34 fp32 model time on batches of 8 clips alone, then with a decoder thread
+5. The RGB conversion (single-threaded decoding): frame.to_ndarray(format="rgb24"), which builds a new
+   VideoReformatter (a new SwsContext) for every frame, against one VideoReformatter kept for the whole decode
+   (what hub3d.video does), timed frame by frame on the same decoded frames, alternating which goes first;
+   seconds per video (median of --repeat), and whether every frame is bit-identical.
+6. The split on 2 cores: resnet3d_34 fp32 model time on batches of 8 clips alone, then with a decoder thread
    looping over bikes.mp4 (FFmpeg threads 1, and FFmpeg auto threads), and how many frames/s that decoder got.
 
     python benchmarks/bench_decode_options.py --repeat 3        # JSON to benchmarks/results/
@@ -23,6 +27,7 @@ import statistics
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -38,7 +43,9 @@ SHORT_SIDE = 112
 def decode(path, thread_type="AUTO", thread_count=0, convert=None, options=None):
     """Decode every frame; convert(frame) -> array (default: full-size rgb24). Returns the list of arrays."""
     import av
+    from av.video.reformatter import VideoReformatter
 
+    convert = convert or partial(rgb24, VideoReformatter())
     out = []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -47,8 +54,12 @@ def decode(path, thread_type="AUTO", thread_count=0, convert=None, options=None)
         if options:
             stream.codec_context.options = options
         for frame in container.decode(stream):
-            out.append(convert(frame) if convert else frame.to_ndarray(format="rgb24"))
+            out.append(convert(frame))
     return out
+
+
+def rgb24(reformatter, frame):
+    return reformatter.reformat(frame, format="rgb24").to_ndarray()
 
 
 def median_rate(fn, n_frames, repeat):
@@ -81,16 +92,21 @@ def scaling_rows(videos, repeat):
     from hub3d.transforms import Preprocess, center_crop, normalize, short_side_size
 
     cfg = hub3d.get_pretrained_cfg("resnet3d_34", "kinetics400")
+    from av.video.reformatter import VideoReformatter
+
     pre = Preprocess(cfg)
     rows = []
     for path in videos:
-        def hub3d_path(frame):
-            return pre.spatial(frame.to_ndarray(format="rgb24"))[0].numpy()
+        def hub3d_path(frame, reformatter):
+            return pre.spatial(rgb24(reformatter, frame))[0].numpy()
 
-        ref = np.stack(decode(path, convert=hub3d_path))
+        def hub3d_decode(p=path):
+            return decode(p, convert=partial(hub3d_path, reformatter=VideoReformatter()))
+
+        ref = np.stack(hub3d_decode())
         ref_clip = normalize(ref, cfg)
         n = len(ref)
-        fps = median_rate(lambda p=path, f=hub3d_path: decode(p, convert=f), n, repeat)
+        fps = median_rate(hub3d_decode, n, repeat)
         rows.append({"video": path.name, "scaling": "hub3d: rgb24 + torch resize + crop", "frames_per_s": fps,
                      "max_abs_diff_clip": 0.0, "mean_gray_diff": 0.0})
         print(f"  {path.name:18s} {rows[-1]['scaling']:44s} {fps:7.1f} frames/s", flush=True)
@@ -148,6 +164,38 @@ def torchcodec_rows(videos, repeat):
                          "bit_identical_to_pyav": exact,
                          "max_gray_diff": int(np.abs(out.astype(int) - ref).max()) if out.shape == ref.shape else None})
             print(f"  torchcodec {path.name} threads {threads or 'auto'}: {fps:.1f} frames/s exact={exact}", flush=True)
+    return rows
+
+
+def conversion_rows(videos, repeat):
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    rows = []
+    for path in videos:
+        runs, exact = {"per frame": [], "one per decode": []}, True
+        for _ in range(repeat):
+            spent = dict.fromkeys(runs, 0.0)
+            shared = VideoReformatter()
+            convert = {"per frame": lambda f: f.to_ndarray(format="rgb24"),
+                       "one per decode": partial(rgb24, shared)}
+            with av.open(str(path)) as container:
+                stream = container.streams.video[0]
+                stream.thread_count = 1
+                for i, frame in enumerate(container.decode(stream)):
+                    images = {}
+                    for way in (list(runs) if i % 2 else list(runs)[::-1]):
+                        t = time.perf_counter()
+                        images[way] = convert[way](frame)
+                        spent[way] += time.perf_counter() - t
+                    exact = exact and np.array_equal(*images.values())
+            for way in runs:
+                runs[way].append(spent[way])
+        per_frame, shared = (statistics.median(runs[w]) for w in runs)
+        rows.append({"video": path.name, "to_ndarray per frame s": per_frame, "one reformatter s": shared,
+                     "ratio": per_frame / shared, "bit_identical": exact})
+        print(f"  {path.name:18s} per frame {per_frame:.3f} s, one reformatter {shared:.3f} s "
+              f"(x{per_frame / shared:.2f}) exact={exact}", flush=True)
     return rows
 
 
@@ -209,7 +257,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--split-batches", type=int, default=2, help="batches of 8 clips per model timing")
-    p.add_argument("--parts", default="threading,scaling,lowres,torchcodec,split")
+    p.add_argument("--parts", default="threading,scaling,lowres,torchcodec,conversion,split")
     p.add_argument("--out", default=str(HERE / "results" / "bench_decode_options.json"))
     args = p.parse_args(argv)
     from _samples import machine, markdown_table, sample_videos, write_json
@@ -221,6 +269,7 @@ def main(argv=None):
                "scaling": lambda: scaling_rows(videos, args.repeat),
                "lowres": lambda: lowres_rows(videos),
                "torchcodec": lambda: torchcodec_rows(videos, args.repeat),
+               "conversion": lambda: conversion_rows(videos, args.repeat),
                "split": lambda: split_rows(videos, args.split_batches, args.repeat)}
     for part in parts:
         print(f"{part}:", flush=True)

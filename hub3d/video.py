@@ -282,6 +282,7 @@ def _decode_file(path: Path, start: Optional[float], end: Optional[float],
     Frames before `start` are skipped, decoding stops at the first frame at or after `end`; `seek` (seconds,
     default start) jumps to a keyframe at least 1 s before it first. coverage: filled in (see Coverage)."""
     import av
+    from av.video.reformatter import VideoReformatter
 
     coverage = Coverage() if coverage is None else coverage
     container = _open(path)
@@ -302,6 +303,9 @@ def _decode_file(path: Path, start: Optional[float], end: Optional[float],
                 container.seek(max(int((seek - 1.0) / tb) + (origin or 0), 0), stream=stream, backward=True)
             except av.error.FFmpegError:
                 container.seek(0, stream=stream)
+        # One reformatter per decode keeps its SwsContext from frame to frame; frame.to_ndarray() builds a new one
+        # per frame: x3.1 the conversion time at 640x272, x1.24 at 1280x720 (bench_decode_options, conversion).
+        to_rgb = partial(_frame_image, VideoReformatter())
         decoded = 0
         last_time = None
         frames = container.decode(stream)
@@ -328,7 +332,7 @@ def _decode_file(path: Path, start: Optional[float], end: Optional[float],
             coverage.decoded_seconds = t + duration
             if start is not None and t < start - _EPS:
                 continue
-            yield t, partial(_frame_image, frame), duration
+            yield t, partial(to_rgb, frame), duration
             if end is not None and t >= end - _EPS:
                 return  # stopped on purpose: the rest of the file is not judged
         if decoded == 0:
@@ -352,8 +356,9 @@ def _judge_coverage(path, coverage: Coverage, frame_duration: float) -> None:
                                           "results cover only that part"), stacklevel=4)
 
 
-def _frame_image(frame) -> np.ndarray:
-    return _rotate(frame.to_ndarray(format="rgb24"), int(getattr(frame, "rotation", 0) or 0))
+def _frame_image(reformatter, frame) -> np.ndarray:
+    rgb = reformatter.reformat(frame, format="rgb24").to_ndarray()
+    return _rotate(rgb, int(getattr(frame, "rotation", 0) or 0))
 
 
 def _read_image(file: Path, mode: str) -> np.ndarray:

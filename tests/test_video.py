@@ -319,3 +319,48 @@ def test_write_video_streams_an_iterable_and_checks_each_frame(tmp_path):
     assert not list(tmp_path.glob("*mixed*"))  # nothing half-written left behind
     with pytest.raises(ValueError, match="no frames"):
         write_video(tmp_path / "empty.mp4", [])
+
+
+def _pyav_rgb(path):
+    """Reference frames: PyAV's own per-frame conversion, frame.to_ndarray(format="rgb24")."""
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+@pytest.mark.parametrize("codec,pix_fmt,suffix,size", [f for f in FORMATS if f[0] != "ffv1"], ids=lambda v: str(v))
+def test_decoding_reuses_one_converter_with_the_same_pixels(make_video, monkeypatch, codec, pix_fmt, suffix, size):
+    # The converter (and its SwsContext) is made once per decode, not once per frame as frame.to_ndarray() does:
+    # that cost 3x the conversion. Pixels must be PyAV's per-frame ones, bit for bit.
+    from av.video import reformatter
+
+    made = []
+    real = reformatter.VideoReformatter
+
+    def counting():
+        made.append(real())
+        return made[-1]
+
+    monkeypatch.setattr(reformatter, "VideoReformatter", counting)
+    path = make_video(9, *size, codec=codec, pix_fmt=pix_fmt, suffix=suffix, frames=random_frames(9, *size))
+    frames = [f.image for f in iter_frames(path)]
+    assert len(made) == 1
+    monkeypatch.undo()
+    reference = _pyav_rgb(path)
+    assert len(frames) == len(reference) == 9
+    for got, want in zip(frames, reference):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_size_change_mid_stream_is_converted_at_each_size(make_video, tmp_path):
+    # MPEG-TS streams can be concatenated byte for byte (the second one's times follow the first's); the joined
+    # stream changes size at the seam, and the one converter must follow it.
+    a = make_video(5, 48, 64, suffix=".ts", frames=random_frames(5, 48, 64, seed=1))
+    b = make_video(5, 72, 96, suffix=".ts", frames=random_frames(5, 72, 96, seed=2),
+                   times=[(10 + i) / 25 for i in range(5)])
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(a.read_bytes() + b.read_bytes())
+    frames = [f.image for f in iter_frames(joined)]
+    reference = _pyav_rgb(joined)
+    assert [f.shape for f in frames] == [(48, 64, 3)] * 5 + [(72, 96, 3)] * 5
+    for got, want in zip(frames, reference):
+        np.testing.assert_array_equal(got, want)
