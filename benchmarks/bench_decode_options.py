@@ -88,12 +88,12 @@ def threading_rows(videos, repeat):
 
 
 def scaling_rows(videos, repeat):
+    from av.video.reformatter import VideoReformatter
+
     import hub3d
     from hub3d.transforms import Preprocess, center_crop, normalize, short_side_size
 
     cfg = hub3d.get_pretrained_cfg("resnet3d_34", "kinetics400")
-    from av.video.reformatter import VideoReformatter
-
     pre = Preprocess(cfg)
     rows = []
     for path in videos:
@@ -176,9 +176,8 @@ def conversion_rows(videos, repeat):
         runs, exact = {"per frame": [], "one per decode": []}, True
         for _ in range(repeat):
             spent = dict.fromkeys(runs, 0.0)
-            shared = VideoReformatter()
             convert = {"per frame": lambda f: f.to_ndarray(format="rgb24"),
-                       "one per decode": partial(rgb24, shared)}
+                       "one per decode": partial(rgb24, VideoReformatter())}
             with av.open(str(path)) as container:
                 stream = container.streams.video[0]
                 stream.thread_count = 1
