@@ -1,8 +1,8 @@
 """Decoding options on the two real sample videos (benchmarks/_samples.py): which is fastest and still exact?
 
 1. PyAV threading: stream.thread_type FRAME / SLICE / AUTO x codec thread_count 1 / 2 / 0 (FFmpeg's auto),
-   decode + rgb24 at full size (one VideoReformatter per decode, as hub3d.video); frames/s (median of --repeat)
-   and whether the frames are bit-identical to single-threaded decoding.
+   decode + rgb24 at full size (hub3d.video.rgb_converter: one VideoReformatter per decode); frames/s (median
+   of --repeat) and whether the frames are bit-identical to single-threaded decoding.
 2. Scaling: hub3d's path (full-size rgb24, torch uint8 antialiased bilinear resize of the short side to 112,
    center crop: Preprocess.spatial, what iter_clips does) versus FFmpeg's swscale in the decoder's thread
    (frame.reformat(width, height, "rgb24", interpolation=...)) then the same crop; frames/s and the max abs
@@ -13,8 +13,8 @@
 4. torchcodec (optional): its CPU VideoDecoder, if it imports; else the reason.
 5. The RGB conversion (single-threaded decoding): frame.to_ndarray(format="rgb24"), which builds a new
    VideoReformatter (a new SwsContext) for every frame, against one VideoReformatter kept for the whole decode
-   (what hub3d.video does), timed frame by frame on the same decoded frames, alternating which goes first;
-   seconds per video (median of --repeat), and whether every frame is bit-identical.
+   (hub3d.video.rgb_converter, what decoding uses), timed frame by frame on the same decoded frames, alternating
+   which goes first; seconds per video (median of --repeat), and whether every frame is bit-identical.
 6. The split on 2 cores: resnet3d_34 fp32 model time on batches of 8 clips alone, then with a decoder thread
    looping over bikes.mp4 (FFmpeg threads 1, and FFmpeg auto threads), and how many frames/s that decoder got.
 
@@ -43,9 +43,10 @@ SHORT_SIDE = 112
 def decode(path, thread_type="AUTO", thread_count=0, convert=None, options=None):
     """Decode every frame; convert(frame) -> array (default: full-size rgb24). Returns the list of arrays."""
     import av
-    from av.video.reformatter import VideoReformatter
 
-    convert = convert or partial(rgb24, VideoReformatter())
+    from hub3d.video import rgb_converter
+
+    convert = convert or rgb_converter()
     out = []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -56,10 +57,6 @@ def decode(path, thread_type="AUTO", thread_count=0, convert=None, options=None)
         for frame in container.decode(stream):
             out.append(convert(frame))
     return out
-
-
-def rgb24(reformatter, frame):
-    return reformatter.reformat(frame, format="rgb24").to_ndarray()
 
 
 def median_rate(fn, n_frames, repeat):
@@ -88,20 +85,19 @@ def threading_rows(videos, repeat):
 
 
 def scaling_rows(videos, repeat):
-    from av.video.reformatter import VideoReformatter
-
     import hub3d
     from hub3d.transforms import Preprocess, center_crop, normalize, short_side_size
+    from hub3d.video import rgb_converter
 
     cfg = hub3d.get_pretrained_cfg("resnet3d_34", "kinetics400")
     pre = Preprocess(cfg)
     rows = []
     for path in videos:
-        def hub3d_path(frame, reformatter):
-            return pre.spatial(rgb24(reformatter, frame))[0].numpy()
+        def hub3d_path(frame, to_rgb):
+            return pre.spatial(to_rgb(frame))[0].numpy()
 
         def hub3d_decode(p=path):
-            return decode(p, convert=partial(hub3d_path, reformatter=VideoReformatter()))
+            return decode(p, convert=partial(hub3d_path, to_rgb=rgb_converter()))
 
         ref = np.stack(hub3d_decode())
         ref_clip = normalize(ref, cfg)
@@ -169,7 +165,8 @@ def torchcodec_rows(videos, repeat):
 
 def conversion_rows(videos, repeat):
     import av
-    from av.video.reformatter import VideoReformatter
+
+    from hub3d.video import rgb_converter
 
     rows = []
     for path in videos:
@@ -177,7 +174,7 @@ def conversion_rows(videos, repeat):
         for _ in range(repeat):
             spent = dict.fromkeys(runs, 0.0)
             convert = {"per frame": lambda f: f.to_ndarray(format="rgb24"),
-                       "one per decode": partial(rgb24, VideoReformatter())}
+                       "one per decode": rgb_converter()}
             with av.open(str(path)) as container:
                 stream = container.streams.video[0]
                 stream.thread_count = 1

@@ -282,7 +282,6 @@ def _decode_file(path: Path, start: Optional[float], end: Optional[float],
     Frames before `start` are skipped, decoding stops at the first frame at or after `end`; `seek` (seconds,
     default start) jumps to a keyframe at least 1 s before it first. coverage: filled in (see Coverage)."""
     import av
-    from av.video.reformatter import VideoReformatter
 
     coverage = Coverage() if coverage is None else coverage
     container = _open(path)
@@ -303,9 +302,7 @@ def _decode_file(path: Path, start: Optional[float], end: Optional[float],
                 container.seek(max(int((seek - 1.0) / tb) + (origin or 0), 0), stream=stream, backward=True)
             except av.error.FFmpegError:
                 container.seek(0, stream=stream)
-        # One reformatter per decode keeps its SwsContext from frame to frame; frame.to_ndarray() builds a new one
-        # per frame: x3.1 the conversion time at 640x272, x1.24 at 1280x720 (bench_decode_options, conversion).
-        to_rgb = partial(_frame_image, VideoReformatter())
+        to_rgb = rgb_converter()
         decoded = 0
         last_time = None
         frames = container.decode(stream)
@@ -354,6 +351,16 @@ def _judge_coverage(path, coverage: Coverage, frame_duration: float) -> None:
         of = f" of the {declared:.2f} s its container declares" if declared else ""
         warnings.warn(PartialVideoWarning(f"{path}: incomplete video ({coverage.reason}): decoded {got:.2f} s{of}; "
                                           "results cover only that part"), stacklevel=4)
+
+
+def rgb_converter():
+    """A function PyAV frame -> (H, W, 3) uint8 RGB in display orientation (rotation applied), for one decode's
+    frames in one thread. It keeps one VideoReformatter, so one SwsContext, from frame to frame (rebuilt only when
+    the size or format changes). frame.to_ndarray() builds a new one per frame: x3.1 the conversion time at
+    640x272, x1.24 at 1280x720 (benchmarks/bench_decode_options.py --parts conversion); same pixels."""
+    from av.video.reformatter import VideoReformatter
+
+    return partial(_frame_image, VideoReformatter())
 
 
 def _frame_image(reformatter, frame) -> np.ndarray:
