@@ -12,6 +12,9 @@ each imports, and what reading a resnet3d_34 checkpoint costs in each format.
    safetensors through safetensors.torch.load_file and through safe_open (mmap, tensor by tensor); and
    load_state_dict into a model from the mmapped tensors; and the sha256 of the .pth, what keying a conversion
    cache by content costs on every run unless the hash is remembered per (path, size, mtime).
+4. Preparing resnet3d_34 to run (--parts preparing; medians of --read-runs): ClipRunner + prepare on a zero clip,
+   fp32 and bf16, a fresh copy of the model each time: finding the conv -> BatchNorm pairs, writing the folded
+   copy (in its dtype and channels_last_3d layout). The engine overlaps it with decoding the first batch.
 
     python benchmarks/bench_startup.py --runs 10 --read-runs 5     # JSON to benchmarks/results/
 """
@@ -181,6 +184,31 @@ def reading(runs: int) -> list[dict]:
     return rows
 
 
+def preparing(runs: int) -> list[dict]:
+    import copy
+
+    import torch
+
+    import hub3d
+    from hub3d import inference
+
+    torch.manual_seed(0)
+    model = hub3d.create_model("resnet3d_34", num_classes=400)
+    example = torch.zeros(1, 3, 16, 112, 112)
+    rows = []
+    for precision in ("fp32", "bf16"):
+        times = []
+        for _ in range(runs + 1):  # the first run pays first-call costs
+            fresh = copy.deepcopy(model)
+            t = time.perf_counter()
+            inference.ClipRunner(fresh, "probs", "cpu", precision).prepare(example)
+            times.append(time.perf_counter() - t)
+        rows.append({"prepare": f"resnet3d_34 {precision}: ClipRunner + prepare",
+                     "median_s": statistics.median(times[1:]), "min_s": min(times[1:])})
+        print(f"  {rows[-1]['prepare']:44s} median {rows[-1]['median_s']:.3f} s", flush=True)
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=10)
@@ -199,6 +227,9 @@ def main(argv=None):
     if "reading" in parts:
         print("reading resnet3d_34 weights:", flush=True)
         result["reading"] = reading(args.read_runs)
+    if "preparing" in parts:
+        print("preparing resnet3d_34 to run:", flush=True)
+        result["preparing"] = preparing(args.read_runs)
     result["machine_after"] = machine()["loadavg"]
     if "commands" in result:
         print()
@@ -210,6 +241,9 @@ def main(argv=None):
     if "reading" in result:
         print()
         print(markdown_table(result["reading"]))
+    if "preparing" in result:
+        print()
+        print(markdown_table(result["preparing"]))
     write_json(args.out, result)
 
 

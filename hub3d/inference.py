@@ -207,9 +207,7 @@ class ClipRunner:
         self.dtype = RunSpec(precision=precision).dtype
         model.eval()
         model.to(self.device)
-        if self.channels_last:
-            to_channels_last_3d(model)
-        self.net = model
+        self.net = model  # channels_last_3d in _make_net: written into a folded copy, else the model converted in place
         self._fold_pending = bool(fold_bn) and layer is None and any(isinstance(m, _NORMS) for m in model.modules())
         self.folded = 0  # BatchNorm layers folded
         self._net_dtype = None  # the dtype of a reduced-precision copy of the weights (bf16 on cpu)
@@ -230,8 +228,10 @@ class ClipRunner:
         # measured ~20% faster on the dev CPU (resnet3d_18, batch 8). The caller's model stays fp32.
         bf16 = self.dtype is torch.bfloat16 and self.device.type == "cpu"
         if pairs or bf16:
-            self.net = inference_copy(self.model, pairs, torch.bfloat16 if bf16 else None)
+            self.net = inference_copy(self.model, pairs, torch.bfloat16 if bf16 else None, self.channels_last)
             self._net_dtype = torch.bfloat16 if bf16 else None
+        elif self.channels_last:
+            to_channels_last_3d(self.model)
         self.folded = len(pairs)
 
     def prepare(self, example) -> None:
@@ -359,54 +359,45 @@ def fold_pairs(model: torch.nn.Module, clip, forward) -> list[tuple[str, str]]:
 _COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (its tensors, versions, key, copy)
 
 
-def inference_copy(model: torch.nn.Module, pairs: Sequence[tuple[str, str]], dtype=None) -> torch.nn.Module:
-    """fold_batchnorm(model, pairs), cast to ``dtype`` if given (every tensor copied then), remembered for the
-    next run of the same model while its tensors are the same objects, unchanged in place: a loop of classify
-    calls folds once (~0.1-0.2 s for resnet3d_34), training in between refolds."""
+def inference_copy(model: torch.nn.Module, pairs: Sequence[tuple[str, str]], dtype=None,
+                   channels_last: bool = False) -> torch.nn.Module:
+    """fold_batchnorm(model, pairs, dtype, channels_last), remembered for the next run of the same model while its
+    tensors are the same objects, unchanged in place: a loop of classify calls folds once (~0.1-0.2 s for
+    resnet3d_34), training in between refolds."""
     tensors = [*model.parameters(), *model.buffers()]
     versions = [t._version for t in tensors]
-    key = (tuple(pairs), dtype)
+    key = (tuple(pairs), dtype, channels_last)
     known = _COPIES.get(model)
     if (known is not None and known[2] == key and len(known[0]) == len(tensors)
             and all(a is b for a, b in zip(known[0], tensors)) and known[1] == versions):
         return known[3]
-    net = fold_batchnorm(model, pairs)
-    if dtype is not None:
-        cast_tensors(net, dtype)
+    net = fold_batchnorm(model, pairs, dtype, channels_last)
     _COPIES[model] = (tensors, versions, key, net)
     return net
 
 
-def cast_tensors(net: torch.nn.Module, dtype) -> None:
-    """Give ``net``'s modules ``dtype`` copies of their floating-point parameters and buffers, as new tensors:
-    unlike ``net.to(dtype)``, which rewrites each Parameter's data in place, this leaves any model the tensors are
-    shared with as it was (so a bf16 copy needs no fp32 copy first: ~0.3 s and 254 MB less for resnet3d_34).
-    A tensor held by several modules stays one tensor."""
-    cast: dict = {}
-
-    def new(t, parameter):
-        if id(t) not in cast:
-            c = t.detach().to(dtype)
-            cast[id(t)] = torch.nn.Parameter(c, requires_grad=False) if parameter else c
-        return cast[id(t)]
-
-    for module in net.modules():
-        for slots, parameter in ((module._parameters, True), (module._buffers, False)):
-            for name, t in slots.items():
-                if t is not None and t.is_floating_point():
-                    slots[name] = new(t, parameter)
-
-
-def fold_batchnorm(model: torch.nn.Module, pairs: Sequence[tuple[str, str]]) -> torch.nn.Module:
+def fold_batchnorm(model: torch.nn.Module, pairs: Sequence[tuple[str, str]], dtype=None,
+                   channels_last: bool = False) -> torch.nn.Module:
     """An eval copy of ``model`` with each (conv, BatchNorm) pair's BatchNorm folded into the convolution
     (weight * gamma / sqrt(var + eps), bias beta - mean * gamma / sqrt(var + eps)) and replaced by nn.Identity.
     Outputs equal the model's to float rounding (~1e-6 relative, the size of the differences between oneDNN's
     kernels for other batch sizes) for one pass less over every BatchNorm's activations (resnet3d_34 fp32 on
-    2 cores: ~14% faster). The tensors that are not folded stay the model's own (no copy); the model itself is
-    not changed."""
+    2 cores: ~14% faster). The model itself is not changed.
+
+    ``dtype``: every floating-point tensor of the copy in that dtype (the fold computed in the weights' own dtype,
+    then rounded); ``channels_last``: every rank-5 tensor in channels_last_3d. Each tensor is written once, in
+    its final dtype and layout (a folded weight straight from the product), and a tensor that needs neither
+    change stays the model's own: one pass over resnet3d_34's 254 MB of weights instead of up to three, and no
+    fp32 copy on the way to a bf16 one. A tensor held by several modules stays one tensor."""
     memo = {id(t): t for t in (*model.parameters(), *model.buffers())}
     net = copy.deepcopy(model, memo).eval()
     modules = dict(net.named_modules())
+
+    def target(t):
+        want = dtype if dtype is not None and t.is_floating_point() else t.dtype
+        layout = torch.channels_last_3d if channels_last and t.dim() == 5 else torch.preserve_format
+        return want, layout
+
     with torch.no_grad():
         for conv_name, norm_name in pairs:
             conv, norm = modules[conv_name], modules[norm_name]
@@ -419,12 +410,35 @@ def fold_batchnorm(model: torch.nn.Module, pairs: Sequence[tuple[str, str]]) -> 
                 shift = shift * norm.weight.double() + norm.bias.double()
             if conv.bias is not None:
                 shift = shift + conv.bias.double() * scale
-            conv.weight = torch.nn.Parameter(w * scale.to(w.dtype).view(-1, *[1] * (w.dim() - 1)),
-                                             requires_grad=False)  # elementwise: keeps w's memory format
-            conv.bias = torch.nn.Parameter(shift.to(w.dtype), requires_grad=False)
+            want, layout = target(w)
+            folded = torch.empty_like(w, dtype=want, memory_format=layout)
+            torch.mul(w, scale.to(w.dtype).view(-1, *[1] * (w.dim() - 1)), out=folded)
+            conv.weight = torch.nn.Parameter(folded, requires_grad=False)
+            conv.bias = torch.nn.Parameter(shift.to(w.dtype).to(want), requires_grad=False)
             parent, _, attr = norm_name.rpartition(".")
             setattr(modules[parent] if parent else net, attr, torch.nn.Identity())
+        if dtype is not None or channels_last:
+            _convert_tensors(net, target)
     return net
+
+
+def _convert_tensors(net: torch.nn.Module, target) -> None:
+    """Give ``net``'s modules new tensors where ``target(t)`` -> (dtype, memory format) differs from ``t``,
+    one per tensor however many modules hold it (unlike ``net.to()``, which rewrites Parameters in place and
+    so would change a model the tensors are shared with)."""
+    converted: dict = {}
+    for module in net.modules():
+        for slots, parameter in ((module._parameters, True), (module._buffers, False)):
+            for name, t in slots.items():
+                if t is None:
+                    continue
+                want, layout = target(t)
+                if want == t.dtype and (layout is torch.preserve_format or t.is_contiguous(memory_format=layout)):
+                    continue
+                if id(t) not in converted:
+                    c = t.detach().to(want, memory_format=layout)
+                    converted[id(t)] = torch.nn.Parameter(c, requires_grad=False) if parameter else c
+                slots[name] = converted[id(t)]
 
 
 def to_channels_last_3d(model: torch.nn.Module) -> None:

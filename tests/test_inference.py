@@ -536,15 +536,40 @@ def test_example_clip_has_the_shape_of_the_specs_clips():
     assert tuple(clip.shape) == (2, flow.clip_len, 40, 56) and not bool(clip.any())
 
 
-def test_cast_tensors_leaves_the_shared_model_alone_and_keeps_ties():
+def test_a_bf16_channels_last_copy_leaves_the_shared_model_alone_and_keeps_ties():
     model = torch.nn.Sequential(torch.nn.Conv3d(3, 4, 1), torch.nn.BatchNorm3d(4), torch.nn.Conv3d(4, 4, 1))
     model.tied = torch.nn.Linear(4, 4)
     model.tied_again = torch.nn.Linear(4, 4)
     model.tied_again.weight = model.tied.weight  # one tensor, two modules
-    net = inference.fold_batchnorm(model, [("0", "1")])  # shares every tensor but conv 0's
-    assert net[2].weight is model[2].weight
-    inference.cast_tensors(net, torch.bfloat16)
+    _random_statistics(model)
+    shared = inference.fold_batchnorm(model, [("0", "1")])  # shares every tensor but conv 0's
+    assert shared[2].weight is model[2].weight and shared.tied.weight is model.tied.weight
+    net = inference.fold_batchnorm(model, [("0", "1")], torch.bfloat16, channels_last=True)
     assert all(t.dtype is torch.float32 for t in [*model.parameters(), *model.buffers()] if t.is_floating_point())
+    assert all(t.is_contiguous() for t in model.parameters())
     assert all(t.dtype is torch.bfloat16 for t in [*net.parameters(), *net.buffers()] if t.is_floating_point())
+    assert all(t.is_contiguous(memory_format=torch.channels_last_3d) for t in net.parameters() if t.dim() == 5)
     assert net.tied.weight is net.tied_again.weight and net.tied.weight is not model.tied.weight
     assert torch.equal(net[2].weight.float(), model[2].weight.detach().bfloat16().float())
+    # the folded weight is the fp32 fold rounded once: what folding first and casting after gives
+    assert torch.equal(net[0].weight, shared[0].weight.bfloat16()) and torch.equal(net[0].bias, shared[0].bias.bfloat16())
+
+
+def test_a_folded_runner_leaves_the_model_as_it_was_and_runs_channels_last(model):
+    """The copy is written in channels_last_3d at once, so the caller's model keeps its layout (and its
+    tensors: nothing is converted in place and then copied again)."""
+    model = copy.deepcopy(model)  # the module's model may have run unfolded (converted in place) already
+    for t in model.parameters():
+        t.data = t.data.contiguous()
+    before = dict(model.named_parameters())
+    x = torch.randn(2, 3, CLIP_LEN, 32, 32)
+    for precision in ("fp32", "bf16"):
+        runner = inference.ClipRunner(model, "logits", "cpu", precision)
+        runner(x)
+        assert runner.folded > 0 and runner.net is not model
+        assert all(t.is_contiguous(memory_format=torch.channels_last_3d)
+                   for t in runner.net.parameters() if t.dim() == 5)
+    assert all(t is before[n] for n, t in model.named_parameters())
+    assert all(t.is_contiguous() for t in model.parameters())
+    unfolded = inference.ClipRunner(model, "logits", "cpu", fold_bn=False)
+    assert unfolded.net is model and model.conv1.weight.is_contiguous(memory_format=torch.channels_last_3d)
