@@ -536,9 +536,9 @@ class _Producer:
         return False
 
     def _work(self):
-        # One intra-op thread for preprocessing, set for this thread only (OpenMP keeps it per thread): with the
-        # default, every small resize/normalise op waits for a thread team that the model's ops keep busy.
-        torch.set_num_threads(1)
+        # One intra-op thread for preprocessing, for this thread only: with the default, every small
+        # resize/normalise op waits for a thread team that the model's ops keep busy.
+        set_torch_threads(1)
         try:
             while not self.stop.is_set():
                 with self._lock:
@@ -607,6 +607,7 @@ def run_clips(
     workers = max(1, min(run.num_workers, len(videos)))
     bar, clip_bar = _progress_bar(progress, videos, spec)
     flow_bar = _flow_bar(progress, videos, spec)
+    torch_threads = torch.get_num_threads()  # before the decoders start: see set_torch_threads
     producer = _Producer(videos, spec, workers, queue_size=2 * batch_size, names=names, flow_bar=flow_bar)
     jobs = {i: _Job() for i in range(len(videos))}
     done: dict[int, Any] = {}
@@ -649,11 +650,10 @@ def run_clips(
             raise exc
         done[idx] = FailedVideo(names[idx], str(exc), exc)
 
-    torch_threads = torch.get_num_threads()
     if torch.device(runner.device).type == "cpu":
-        torch.set_num_threads(run.threads or cpu_model_threads(torch_threads, workers))
+        set_torch_threads(run.threads or cpu_model_threads(torch_threads, workers))
     elif run.threads:
-        torch.set_num_threads(run.threads)
+        set_torch_threads(run.threads)
     try:
         prepare = getattr(runner, "prepare", None)
         if prepare is not None:
@@ -692,6 +692,19 @@ def run_clips(
             if b is not None:
                 b.close()
     assert next_out == len(videos), "internal error: some videos were never finished"
+
+
+def set_torch_threads(n: int) -> None:
+    """torch.set_num_threads(n) for the calling thread, whatever other threads set later.
+
+    torch gives a thread its OpenMP team size lazily, at its first parallel op, from the process-wide count that
+    the last set_num_threads call wrote, from any thread. A thread that had not run one yet took the count of
+    whichever thread set it last: the decoders' 1 became the model's in every fresh `hub3d classify` process
+    (resnet3d_34 on 2 cores ran on one; benchmarks/bench_2017.py, whole processes). get_num_threads()
+    initialises this thread first, so the count set next stays its own.
+    """
+    torch.get_num_threads()
+    torch.set_num_threads(n)
 
 
 def cpu_model_threads(cores: int, decoders: int) -> int:

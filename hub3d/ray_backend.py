@@ -58,13 +58,12 @@ def _seconds_or_none(value) -> Optional[float]:
 
 def decode_video(row, *, spec, shapes):
     """flat_map: one video -> its clip rows (the last one flagged), or one error row (zero clips)."""
-    import torch
 
     from .clips import spec_clips
-    from .inference import _as_video_error, _no_clip_hint
+    from .inference import _as_video_error, _no_clip_hint, set_torch_threads
     from .video import Coverage
 
-    torch.set_num_threads(1)  # a decoder is one CPU; as the local engine's decode threads
+    set_torch_threads(1)  # a decoder is one CPU; as the local engine's decode threads
     vid, video, started = int(row["vid"]), str(row["video"]), time.time()
     prev = None
     coverage = Coverage()
@@ -91,14 +90,13 @@ class FeatureActor:
 
     def __init__(self, model_ref, device=None, precision="fp32", batch_size=8, threads=None):
         import ray
-        import torch
 
-        from .inference import ClipRunner
+        from .inference import ClipRunner, set_torch_threads
         from .specs import resolve_run_spec
 
         model = ray.get(model_ref[0])
         if threads:
-            torch.set_num_threads(threads)
+            set_torch_threads(threads)
         # "auto": the GPU Ray gave this actor, else its CPU. for_run: the engine's runner, padding included.
         run = resolve_run_spec(model, device=device or "auto", precision=precision, batch_size=batch_size)
         self.runner = ClipRunner.for_run(model, "features", run)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 import threading
 import warnings
 
@@ -329,6 +331,38 @@ def test_model_threads_during_the_run_are_restored(model, video, monkeypatch):
     seen.clear()
     hub3d.classify(model, path, num_workers=1)  # default on cpu: see cpu_model_threads
     assert seen == [inference.cpu_model_threads(before, 1)] and torch.get_num_threads() == before
+
+
+def test_a_fresh_process_runs_the_model_on_its_threads_and_the_decoders_on_one(video):
+    """torch sizes a thread's OpenMP team at its first parallel op, from the count any thread set last. In a
+    fresh process (every `hub3d classify`), the decoders' 1 used to become the model's count."""
+    path = video(9)
+    code = f"""
+import json, torch, hub3d
+from hub3d import inference
+cfg = hub3d.get_pretrained_cfg("resnet3d_10").replace(crop_size=32, resize=32, clip_len={CLIP_LEN}, num_classes=5)
+model = hub3d.create_model("resnet3d_10", pretrained_cfg=cfg, widen_factor=0.25)
+torch.set_num_threads(4)  # written for threads still to start: the main thread has run no parallel op yet
+seen = {{"model": [], "decoder": []}}
+real_call, real_clips = inference.ClipRunner.__call__, inference.video_clips
+def call(self, x):
+    seen["model"].append(torch.get_num_threads())
+    return real_call(self, x)
+def clips(*args, **kwargs):
+    for clip in real_clips(*args, **kwargs):
+        seen["decoder"].append(torch.get_num_threads())
+        yield clip
+inference.ClipRunner.__call__, inference.video_clips = call, clips
+hub3d.classify(model, [{str(path)!r}] * 2, num_workers=2, batch_size=2)
+seen["after"] = torch.get_num_threads()
+print(json.dumps(seen))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    seen = json.loads(r.stdout.strip().splitlines()[-1])
+    assert set(seen["model"]) == {inference.cpu_model_threads(4, 2)} == {2}
+    assert set(seen["decoder"]) == {1} and len(seen["decoder"]) == 4
+    assert seen["after"] == 4
 
 
 def test_cpu_model_threads_leave_decoders_a_core_only_on_bigger_machines():
