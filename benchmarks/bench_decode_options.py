@@ -199,7 +199,7 @@ def split_rows(videos, batches, repeat):
     import torch
 
     import hub3d
-    from hub3d.inference import ClipRunner, cpu_model_threads
+    from hub3d.inference import ClipRunner, cpu_model_threads, set_torch_threads
 
     torch.manual_seed(0)
     model = hub3d.create_model("resnet3d_34", num_classes=400, shortcut_type="A")
@@ -228,7 +228,7 @@ def split_rows(videos, batches, repeat):
             decoded = [0]
 
             def loop(count=count, stop=stop, decoded=decoded):
-                torch.set_num_threads(1)
+                set_torch_threads(1)  # as the engine's decoders
                 while not stop.is_set():
                     decoded[0] += len(decode(videos[0], "AUTO", count))
 
